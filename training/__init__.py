@@ -1,0 +1,1 @@
+"""Irodori training: data, discriminator, losses, the GAN loop, synthetic characters, evaluation."""
