@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("training.eval", "measure colour error and reference-following on held-out characters"),
     "bench": ("backend.bench", "measure speed and memory against this machine's own limits"),
     "plugin": ("backend.plugins", "build or install the Krita and GIMP plugins"),
+    "demo": ("backend.demo", "colour the bundled sketches with the bundled demo model and write a picture"),
 }
 
 

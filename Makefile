@@ -1,0 +1,33 @@
+# `make demo` and `make test` do all set-up on a fresh machine (Python >= 3.10 with venv; root for the hosts).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-fast hosts clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing Irodori and its dependencies into $(VENV) (torch is large: the first time takes a few minutes)"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/irodori demo
+
+# Real Krita and a GIMP 3 chroot for the plugin tests. Without root they cannot be installed: the tests
+# then say so and skip, except under CI (IRODORI_REQUIRE_HOSTS=1), where a missing host is a failure.
+hosts:
+	@bash tests/hosts/krita.sh || echo "WARNING: Krita could not be installed: the Krita plugin tests will not run"
+	@bash tests/hosts/gimp.sh || echo "WARNING: the GIMP 3 chroot could not be built: the GIMP plug-in tests will not run"
+
+test: install hosts
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not krita and not gimp"
+
+clean:
+	rm -rf $(VENV) out runs .pytest_cache

@@ -1,0 +1,229 @@
+"""The colorization model: a frozen VGG19 style encoder and a residual U-net generator.
+
+Data flow (Style2paints V1, arXiv 1706.03319):
+
+    reference RGB --VGG19 up to fc1 (no ReLU, frozen)--> 4096-d --normalise--> style
+    sketch --encoder (residual blocks, 2x down per scale)--> mid features --(guide decoder 1: grey)
+           + dense(style) broadcast over space --> mid residual blocks --(guide decoder 2: colour)
+           --> decoder (2x up per scale, skip connections) --> RGB
+
+The guide decoders fight vanishing gradients in the middle of the U-net and exist only in training.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from backend.config import ModelConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FC1_DIM = 4096
+
+
+# ----------------------------------------------------------------------------------------- style encoder
+class StyleEncoder(nn.Module):
+    """VGG19 up to fc1, WITHOUT its ReLU, frozen and always in eval mode.
+
+    Frozen matters: in training the reference is the target itself, and a trainable encoder would learn
+    to copy pixels through it. A fixed fc1 vector is only a global summary the net must learn to use.
+    """
+
+    def __init__(self, weights: str = "random:0") -> None:
+        super().__init__()
+        from torchvision.models import vgg19
+
+        vgg = vgg19(weights=None)
+        self.features = vgg.features
+        self.pool = vgg.avgpool
+        self.fc1 = vgg.classifier[0]
+        self.weights = weights
+        self.load_weights(weights)
+        self.requires_grad_(False)
+        self.eval()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.sha256 = weights_sha256(self)
+
+    def load_weights(self, weights: str) -> None:
+        if weights.startswith("random:"):
+            _seeded_vgg_init(self, int(weights[7:]))
+        elif weights == "imagenet":
+            state = _imagenet_state_dict()
+            self.features.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("features.")})
+            self.fc1.load_state_dict({"weight": state["classifier.0.weight"], "bias": state["classifier.0.bias"]})
+        else:
+            raise ValueError(f"unknown VGG19 weights {weights!r}: use 'imagenet' or 'random:SEED'")
+
+    def train(self, mode: bool = True) -> "StyleEncoder":
+        return super().train(False)  # frozen: never leave eval mode
+
+    def forward(self, reference: torch.Tensor) -> torch.Tensor:
+        """reference: (B,3,S,S) RGB in [0,1] -> raw fc1 activations (B,4096), before any ReLU."""
+        x = (reference - self.mean) / self.std
+        x = self.pool(self.features(x))
+        return self.fc1(torch.flatten(x, 1))
+
+
+def normalize_style(fc1: torch.Tensor) -> torch.Tensor:
+    """The paper's global normalisation: standardise each fc1 vector over its 4096 dimensions.
+
+    Random and ImageNet VGG weights give fc1 values of very different scales; standardising makes the
+    generator's input scale-free and is monotone per dimension.
+    """
+    mean = fc1.mean(dim=1, keepdim=True)
+    std = fc1.std(dim=1, keepdim=True).clamp_min(1e-6)
+    return (fc1 - mean) / std
+
+
+def style_target(fc1: torch.Tensor) -> torch.Tensor:
+    """norm(V(y)) in (0,1) for the discriminator: a sigmoid of the standardised fc1 vector (monotone)."""
+    return torch.sigmoid(normalize_style(fc1))
+
+
+def _seeded_vgg_init(encoder: StyleEncoder, seed: int) -> None:
+    """torchvision's VGG init scheme (kaiming-normal convs, N(0, 0.01) linear), drawn from a seeded
+    generator in a fixed order, so `random:SEED` gives the same weights on every machine."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in [*encoder.features, encoder.fc1]:
+            if isinstance(module, nn.Conv2d):
+                fan_out = module.out_channels * module.kernel_size[0] * module.kernel_size[1]
+                module.weight.normal_(0.0, (2.0 / fan_out) ** 0.5, generator=gen)
+                module.bias.zero_()
+            elif isinstance(module, nn.Linear):
+                module.weight.normal_(0.0, 0.01, generator=gen)
+                module.bias.zero_()
+
+
+def _imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """torchvision's VGG19 ImageNet weights, from the torch hub cache or downloaded there."""
+    import os
+
+    from torchvision.models import VGG19_Weights
+
+    url = VGG19_Weights.IMAGENET1K_V1.url
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+    if not os.path.exists(path):
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            torch.hub.download_url_to_file(url, path, progress=True)
+        except Exception as exc:  # no network, proxy, disk full...
+            raise RuntimeError(
+                f"VGG19 ImageNet weights could not be downloaded ({exc}).\n"
+                f"Download {url} on a machine with internet access and put the file at\n  {path}\n"
+                "(or set TORCH_HOME to a folder holding hub/checkpoints/), or use vgg_weights='random:SEED'."
+            ) from exc
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def weights_sha256(encoder: nn.Module) -> str:
+    """sha256 over the encoder's parameter names and fp32 bytes: identifies the style encoder exactly."""
+    h = hashlib.sha256()
+    for name, tensor in encoder.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=2)
+def shared_style_encoder(weights: str) -> StyleEncoder:
+    """One frozen encoder per process and weights spec (it is ~490 MB and never changes)."""
+    return StyleEncoder(weights)
+
+
+# ----------------------------------------------------------------------------------------- generator
+class ResBlock(nn.Module):
+    """conv-act-conv with an identity skip; the last conv starts small so deep stacks begin near identity."""
+
+    def __init__(self, channels: int, scale: float) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        with torch.no_grad():
+            self.conv2.weight.mul_(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(F.leaky_relu(x, 0.2)), 0.2))
+
+
+def _blocks(channels: int, count: int, scale: float) -> nn.Sequential:
+    return nn.Sequential(*[ResBlock(channels, scale) for _ in range(count)])
+
+
+class GuideDecoder(nn.Module):
+    """A light decoder from the mid level straight to full resolution (training only)."""
+
+    def __init__(self, in_channels: int, out_channels: int, ups: int, width: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        ch = in_channels
+        for i in range(ups):
+            nxt = max(width, in_channels >> (i + 1))
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, nxt, 3, padding=1), nn.LeakyReLU(0.2)]
+            ch = nxt
+        layers.append(nn.Conv2d(ch, out_channels, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Generator(nn.Module):
+    """Residual U-net: sketch (B,1,H,W) in [0,1] + normalised style (B,4096) -> RGB (B,3,H,W), ~[0,1].
+
+    H and W must be multiples of `config.multiple`; the pipeline pads to that.
+    """
+
+    def __init__(self, config: ModelConfig, guides: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        widths = [c.base_channels * m for m in c.channel_mults]
+        self.stem = nn.Conv2d(1, widths[0], 3, padding=1)
+        self.enc = nn.ModuleList(_blocks(w, c.blocks_per_level, c.residual_scale) for w in widths[:-1])
+        self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths[:-1], widths[1:]))
+        self.style = nn.Linear(FC1_DIM, widths[-1])  # the paper's "dense 2048 layer above the fc1"
+        self.mid = nn.ModuleList(ResBlock(widths[-1], c.residual_scale) for _ in range(c.mid_blocks))
+        self.up = nn.ModuleList(nn.Conv2d(b, a, 3, padding=1) for a, b in zip(widths[:-1], widths[1:]))
+        self.merge = nn.ModuleList(nn.Conv2d(2 * w, w, 1) for w in widths[:-1])
+        self.dec = nn.ModuleList(_blocks(w, c.blocks_per_level, c.residual_scale) for w in widths[:-1])
+        self.out = nn.Conv2d(widths[0], 3, 3, padding=1)
+        self.guide1 = self.guide2 = None
+        if guides:
+            ups = len(widths) - 1
+            self.guide1 = GuideDecoder(widths[-1], 1, ups, c.guide_channels)  # sketch only -> grey T(y)
+            self.guide2 = GuideDecoder(widths[-1], 3, ups, c.guide_channels)  # after style -> colour y
+
+    def forward(self, sketch: torch.Tensor, style: torch.Tensor, guides: bool = False):
+        """Returns the colour image, or (colour, guide1 grey, guide2 colour) when `guides` is set."""
+        if guides and (self.guide1 is None or self.guide2 is None):
+            raise RuntimeError("this generator was built without guide decoders (Generator(config, guides=True))")
+        x = self.stem(sketch * 2.0 - 1.0)
+        skips = []
+        for enc, down in zip(self.enc, self.down):
+            x = enc(x)
+            skips.append(x)
+            x = down(F.leaky_relu(x, 0.2))
+        g1 = self.guide1(x) if guides else None  # mid-level ENTRY: sketch features only
+        s = self.style(style)[:, :, None, None]
+        for i, block in enumerate(self.mid):
+            if i == 0 or self.config.style_every_block:
+                x = x + s
+            x = block(x)
+        g2 = self.guide2(x) if guides else None  # mid-level EXIT: after the style
+        for up, merge, dec, skip in zip(reversed(self.up), reversed(self.merge), reversed(self.dec), reversed(skips)):
+            x = up(F.interpolate(F.leaky_relu(x, 0.2), scale_factor=2.0, mode="nearest"))
+            x = dec(merge(torch.cat([x, skip], dim=1)))
+        rgb = self.out(F.leaky_relu(x, 0.2)) * 0.5 + 0.5
+        if guides:
+            return rgb, g1 * 0.5 + 0.5, g2 * 0.5 + 0.5
+        return rgb
+
+    def inference_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights an inference checkpoint needs: everything but the training-only guide decoders."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(("guide1.", "guide2."))}

@@ -1,0 +1,231 @@
+"""The inference pipeline every front end uses (CLI, server; the plugins reach it through the server).
+
+line art (L / RGB / RGBA on transparent, any size) --grey, composite on white--> resize to the model's
+resolution (aspect kept) --pad to a multiple of 2^scales--> generator(sketch, VGG19(reference))
+--crop, resize back to full size--> colour layer (sits under the line art) / flattened (colour x line art)
+/ flats and shading (backend/flats.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backend import __version__
+from backend.checkpoint import Checkpoint, load_checkpoint
+from backend.config import ModelConfig, to_dict
+from backend.imageio import DEFAULT_LIMITS, Limits, check_size
+from backend.model import Generator, normalize_style, shared_style_encoder
+
+OUTPUTS = ("color", "flattened", "flats", "shading")
+DEMO_CHECKPOINT = Path(__file__).parent / "demo" / "model"
+
+
+def default_checkpoint() -> Path | None:
+    """The bundled demo model, when it is there."""
+    return DEMO_CHECKPOINT if (DEMO_CHECKPOINT / "config.json").is_file() else None
+
+
+def untrained_checkpoint(config: ModelConfig = ModelConfig(), seed: int = 0) -> Checkpoint:
+    """A seeded, untrained generator: runs end to end, colours nothing meaningfully."""
+    torch.manual_seed(seed)
+    gen = Generator(config).eval().requires_grad_(False)
+    sha = shared_style_encoder(config.vgg_weights).sha256
+    return Checkpoint(config=config, generator=gen, style_sha256=sha, meta={"untrained": True, "seed": seed})
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU here; use --device cpu")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return torch.device(device)
+
+
+# ----------------------------------------------------------------------------------------- pixel helpers
+def to_grey(lineart: np.ndarray) -> np.ndarray:
+    """uint8 L/LA/RGB/RGBA -> float32 (H,W) in [0,1], 1 = paper. Transparent pixels count as white paper."""
+    a = np.asarray(lineart)
+    if a.dtype != np.uint8:
+        raise ValueError(f"line art must be 8-bit (uint8), got {a.dtype}")
+    if a.ndim == 2:
+        return a.astype(np.float32) / 255.0
+    if a.ndim != 3 or a.shape[2] not in (2, 3, 4):
+        raise ValueError(f"line art must be (H,W) or (H,W,2|3|4), got shape {a.shape}")
+    f = a.astype(np.float32) / 255.0
+    if a.shape[2] in (3, 4):
+        lum = f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
+    else:
+        lum = f[..., 0]
+    if a.shape[2] in (2, 4):
+        alpha = f[..., -1]
+        lum = lum * alpha + (1.0 - alpha)
+    return lum
+
+
+def to_rgb(image: np.ndarray, what: str = "reference") -> np.ndarray:
+    """uint8 L/RGB/RGBA -> float32 (H,W,3) in [0,1], transparency composited on white."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        raise ValueError(f"{what} must be 8-bit (uint8), got {a.dtype}")
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"{what} must be (H,W) or (H,W,1..4), got shape {a.shape}")
+    f = a.astype(np.float32) / 255.0
+    rgb = f[..., :3] if a.shape[2] >= 3 else np.repeat(f[..., :1], 3, axis=2)
+    if a.shape[2] in (2, 4):
+        alpha = f[..., -1:]
+        rgb = rgb * alpha + (1.0 - alpha)
+    return rgb
+
+
+def model_size(height: int, width: int, resolution: int) -> tuple[int, int]:
+    """The (h, w) the model sees: long side = resolution, aspect kept."""
+    scale = resolution / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _resize(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(t.shape[-2:]) == tuple(size):
+        return t
+    shrink = size[0] < t.shape[-2] or size[1] < t.shape[-1]
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------- the colorizer
+class Colorizer:
+    """Loads a checkpoint once and colours line art with references. Not thread-safe: one caller at a time."""
+
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", bf16: bool = False,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
+        self.device = pick_device(device)
+        self.limits = limits
+        self.bf16 = bf16
+        path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+        if path is None:
+            warnings.warn("no demo model is bundled: using a seeded UNTRAINED generator (colours are meaningless)")
+            self.checkpoint = untrained_checkpoint()
+            self.name = "untrained:seed0"
+        else:
+            self.checkpoint = load_checkpoint(path, self.device)
+            self.name = str(path)
+        self.config = self.checkpoint.config
+        self.generator = self.checkpoint.generator.to(self.device)
+        self.encoder = shared_style_encoder(self.config.vgg_weights).to(self.device)
+
+    @property
+    def untrained(self) -> bool:
+        return bool(self.checkpoint.meta.get("untrained"))
+
+    @property
+    def info(self) -> dict:
+        return {
+            "irodori": __version__,
+            "torch": torch.__version__,
+            "model": self.name,
+            "untrained": self.untrained,
+            "config": to_dict(self.config),
+            "style_encoder": {"weights": self.config.vgg_weights, "sha256": self.checkpoint.style_sha256},
+            "device": str(self.device),
+            "bf16": self.bf16,
+            "outputs": list(OUTPUTS),
+            "limits": {k: getattr(self.limits, k) for k in self.limits.__dataclass_fields__},
+        }
+
+    def _autocast(self):
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def style(self, references: Sequence[np.ndarray]) -> torch.Tensor:
+        """Normalised VGG19 fc1 vectors (B,4096) for RGB(A) uint8 references."""
+        size = (self.config.reference_size, self.config.reference_size)
+        batch = []
+        for ref in references:
+            rgb = to_rgb(ref)
+            check_size(rgb.shape[1], rgb.shape[0], "reference", self.limits.max_reference_pixels, self.limits)
+            t = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(self.device)
+            batch.append(_resize(t, size))
+        with torch.inference_mode(), self._autocast():
+            return normalize_style(self.encoder(torch.cat(batch)).float())
+
+    def colorize(self, lineart: np.ndarray, reference: np.ndarray, outputs: Sequence[str] = ("color",),
+                 resolution: int | None = None, timings: dict | None = None) -> dict[str, np.ndarray]:
+        """Colour one line art; returns {output name: (H,W,3) uint8 RGB} at the line art's full size."""
+        return self.colorize_batch([(lineart, reference, tuple(outputs), resolution)], timings)[0]
+
+    def colorize_batch(self, requests: Sequence[tuple[np.ndarray, np.ndarray, Sequence[str], int | None]],
+                       timings: dict | None = None) -> list[dict[str, np.ndarray]]:
+        """Several requests; those whose padded model-resolution shapes match share one generator call."""
+        t0 = time.perf_counter()
+        prepared = []
+        for lineart, reference, outputs, resolution in requests:
+            bad = [o for o in outputs if o not in OUTPUTS]
+            if bad or not outputs:
+                raise ValueError(f"unknown output(s) {bad}; choose from {', '.join(OUTPUTS)}")
+            grey = to_grey(lineart)
+            check_size(grey.shape[1], grey.shape[0], "line art", self.limits.max_pixels, self.limits)
+            res = resolution or self.config.resolution
+            if res % self.config.multiple or not 32 <= res <= 4096:
+                raise ValueError(f"resolution {res} must be a multiple of {self.config.multiple} between 32 and 4096")
+            prepared.append((grey, reference, tuple(outputs), res))
+        style = self.style([p[1] for p in prepared])
+        t1 = time.perf_counter()
+
+        # sketches at model resolution, padded with paper (white) to the U-net's multiple
+        m = self.config.multiple
+        sketches, groups = [], {}
+        for i, (grey, _, _, res) in enumerate(prepared):
+            h, w = model_size(*grey.shape, res)
+            full = torch.from_numpy(grey)[None, None].to(self.device)
+            small = _resize(full, (h, w))
+            ph, pw = math.ceil(h / m) * m, math.ceil(w / m) * m
+            sketches.append((F.pad(small, (0, pw - w, 0, ph - h), value=1.0), h, w))
+            groups.setdefault((ph, pw), []).append(i)
+        colours: list[torch.Tensor | None] = [None] * len(prepared)
+        with torch.inference_mode(), self._autocast():
+            for idx in groups.values():
+                out = self.generator(torch.cat([sketches[i][0] for i in idx]), style[idx])
+                for j, i in enumerate(idx):
+                    colours[i] = out[j:j + 1, :, : sketches[i][1], : sketches[i][2]].float()
+        t2 = time.perf_counter()
+
+        results = []
+        for (grey, _, outputs, _), colour in zip(prepared, colours):
+            assert colour is not None
+            with torch.inference_mode():
+                full = _resize(colour, grey.shape).clamp_(0.0, 1.0)[0].permute(1, 2, 0).cpu().numpy()
+            result: dict[str, np.ndarray] = {}
+            color_u8 = _to_uint8(full)
+            if "color" in outputs:
+                result["color"] = color_u8
+            if "flattened" in outputs:
+                result["flattened"] = _to_uint8(full * grey[..., None])
+            if "flats" in outputs or "shading" in outputs:
+                from backend import flats as flats_mod
+
+                flat = flats_mod.flats(_to_uint8(grey), color_u8)
+                if "flats" in outputs:
+                    result["flats"] = flat
+                if "shading" in outputs:
+                    result["shading"] = flats_mod.shading(color_u8, flat)
+            results.append(result)
+        t3 = time.perf_counter()
+        if timings is not None:
+            timings.update(prepare_ms=(t1 - t0) * 1e3, model_ms=(t2 - t1) * 1e3, finish_ms=(t3 - t2) * 1e3,
+                           total_ms=(t3 - t0) * 1e3)
+        return results

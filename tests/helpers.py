@@ -1,0 +1,54 @@
+"""Shared test helpers: tiny checkpoints, free ports, simple line art."""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backend.checkpoint import save_checkpoint
+from backend.config import ModelConfig
+from backend.model import Generator, shared_style_encoder
+
+TINY = ModelConfig(resolution=32, base_channels=8, channel_mults=(1, 2, 2), blocks_per_level=1, mid_blocks=1,
+                   reference_size=32, guide_channels=8, vgg_weights="random:0")
+
+
+def make_tiny_checkpoint(path: str | Path, seed: int = 0, config: ModelConfig = TINY) -> Path:
+    """A seeded, untrained tiny generator saved in the backend's checkpoint format."""
+    torch.manual_seed(seed)
+    gen = Generator(config)
+    return save_checkpoint(path, gen, shared_style_encoder(config.vgg_weights).sha256, meta={"untrained": True})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def line_art(height: int, width: int, rgba: bool = False, seed: int = 0) -> np.ndarray:
+    """Black strokes on white (or on transparent, as a Krita/GIMP layer arrives)."""
+    rng = np.random.default_rng(seed)
+    ink = np.zeros((height, width), bool)
+    for _ in range(6):
+        if rng.random() < 0.5:
+            y = rng.integers(0, height)
+            ink[y:y + 2, :] = True
+        else:
+            x = rng.integers(0, width)
+            ink[:, x:x + 2] = True
+    if rgba:
+        out = np.zeros((height, width, 4), np.uint8)
+        out[ink, 3] = 255
+        return out
+    return np.where(ink, 0, 255).astype(np.uint8)
+
+
+def reference(height: int = 64, width: int = 80, colour=(200, 40, 60), seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.empty((height, width, 3), np.uint8)
+    img[:] = colour
+    img[height // 3:, : width // 2] = rng.integers(0, 256, 3, dtype=np.uint8)
+    return img

@@ -1,0 +1,129 @@
+"""The generator, the frozen style encoder and the checkpoint format."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from backend.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from backend.config import ModelConfig, apply_overrides, from_dict, to_dict
+from backend.model import Generator, StyleEncoder, normalize_style, shared_style_encoder, style_target
+from helpers import TINY, make_tiny_checkpoint
+
+
+def test_config_round_trip_and_unknown_keys():
+    assert from_dict(ModelConfig, to_dict(TINY)) == TINY
+    with pytest.raises(ValueError, match="unknown key.*colour_depth"):
+        from_dict(ModelConfig, {**to_dict(TINY), "colour_depth": 3})
+    cfg = apply_overrides(ModelConfig, TINY, ["--base_channels=4", "--vgg_weights=random:7"])
+    assert cfg.base_channels == 4 and cfg.vgg_weights == "random:7"
+    with pytest.raises(ValueError, match="unknown key"):
+        apply_overrides(ModelConfig, TINY, ["--nope=1"])
+    with pytest.raises(ValueError, match="multiple of"):
+        ModelConfig(resolution=100)
+
+
+def test_generator_shapes_and_guides():
+    gen = Generator(TINY, guides=True)
+    sketch = torch.rand(2, 1, 32, 48)
+    style = torch.randn(2, 4096)
+    out, g1, g2 = gen(sketch, style, guides=True)
+    assert out.shape == (2, 3, 32, 48) and g1.shape == (2, 1, 32, 48) and g2.shape == (2, 3, 32, 48)
+    inference = Generator(TINY)
+    assert inference.guide1 is None
+    with pytest.raises(RuntimeError, match="guide decoders"):
+        inference(sketch, style, guides=True)
+    assert not any(k.startswith("guide") for k in gen.inference_state_dict())
+
+
+def test_style_changes_output():
+    """The style vector must reach the output: two references give two different colourings."""
+    torch.manual_seed(0)
+    gen = Generator(TINY).eval()
+    sketch = torch.rand(1, 1, 32, 32)
+    a, b = gen(sketch, torch.randn(1, 4096)), gen(sketch, torch.randn(1, 4096))
+    assert (a - b).abs().mean() > 1e-4
+
+
+def test_gradients_reach_every_parameter_and_vgg_stays_frozen():
+    torch.manual_seed(0)
+    gen = Generator(TINY, guides=True)
+    enc = shared_style_encoder(TINY.vgg_weights)
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    opt = torch.optim.AdamW(gen.parameters(), lr=1e-3)
+    enc.train()  # must stay in eval mode anyway
+    assert not enc.training
+    ref = torch.rand(2, 3, 32, 32, requires_grad=False)
+    style = normalize_style(enc(ref))
+    out, g1, g2 = gen(torch.rand(2, 1, 32, 32), style, guides=True)
+    loss = out.abs().mean() + g1.abs().mean() + g2.abs().mean()
+    loss.backward()
+    for name, p in gen.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {name}"
+    assert all(not p.requires_grad for p in enc.parameters())
+    opt.step()
+    for k, v in enc.state_dict().items():
+        assert torch.equal(v, before[k]), f"VGG19 weight {k} changed"
+
+
+def test_random_vgg_is_deterministic_and_hashed():
+    a = shared_style_encoder("random:0")
+    b = StyleEncoder("random:0")
+    assert a.sha256 == b.sha256 and len(a.sha256) == 64
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(a(x), b(x))
+    t = style_target(a(x))
+    assert t.shape == (1, 4096) and 0 < t.min() and t.max() < 1
+
+
+def test_checkpoint_round_trip_identical(tmp_path):
+    path = make_tiny_checkpoint(tmp_path / "ck", seed=3)
+    ck = load_checkpoint(path)
+    assert not ck.generator.training and all(not p.requires_grad for p in ck.generator.parameters())
+    save_checkpoint(tmp_path / "ck2", ck.generator, ck.style_sha256)
+    ck2 = load_checkpoint(tmp_path / "ck2")
+    sketch, style = torch.rand(1, 1, 32, 32), torch.randn(1, 4096)
+    assert torch.equal(ck.generator(sketch, style), ck2.generator(sketch, style))
+
+
+def test_checkpoint_errors_are_clear(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nothing")
+    path = make_tiny_checkpoint(tmp_path / "ck")
+    cfg_path = path / "config.json"
+    good = cfg_path.read_text()
+
+    (path / "generator.safetensors").rename(path / "moved")
+    with pytest.raises(CheckpointError, match="generator.safetensors is missing"):
+        load_checkpoint(path)
+    (path / "moved").rename(path / "generator.safetensors")
+
+    cfg_path.write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(path)
+
+    doc = json.loads(good)
+    cfg_path.write_text(json.dumps({**doc, "format_version": 99}))
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(path)
+
+    cfg_path.write_text(json.dumps({**doc, "model": {**doc["model"], "base_channels": 16}}))
+    with pytest.raises(CheckpointError, match="has shape"):
+        load_checkpoint(path)
+
+    cfg_path.write_text(json.dumps({**doc, "style_encoder": {**doc["style_encoder"], "sha256": "0" * 64}}))
+    with pytest.raises(CheckpointError, match="style encoder"):
+        load_checkpoint(path)
+
+    cfg_path.write_text(good)
+    tensors = load_file(str(path / "generator.safetensors"))
+    tensors.pop("out.bias")
+    save_file(tensors, str(path / "generator.safetensors"))
+    with pytest.raises(CheckpointError, match="missing.*out.bias"):
+        load_checkpoint(path)
+
+    (path / "generator.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_checkpoint(path)
