@@ -37,10 +37,11 @@ class StyleEncoder(nn.Module):
         super().__init__()
         from torchvision.models import vgg19
 
-        vgg = vgg19(weights=None)
-        self.features = vgg.features
+        with torch.device("meta"):  # skip torchvision's own random init: every weight is set below
+            vgg = vgg19(weights=None)
+        self.features = vgg.features.to_empty(device="cpu")
         self.pool = vgg.avgpool
-        self.fc1 = vgg.classifier[0]
+        self.fc1 = vgg.classifier[0].to_empty(device="cpu")
         self.weights = weights
         self.load_weights(weights)
         self.requires_grad_(False)
