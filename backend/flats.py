@@ -1,0 +1,409 @@
+"""Flats: split line art into closed regions and fill each with one flat colour from the model's output.
+
+Flatting is the studio chore of bucket-filling every closed region of the line art. We do it in three
+vectorised steps, all at full canvas resolution (no Python loop over pixels or regions):
+
+1. segment(): threshold the ink, then find the regions a "trapped ball" of radius r = ceil(gap / 2) can
+   reach: ball centres are the paper pixels farther than r from any ink (and from the canvas edge), and
+   their 4-connected components are the region seeds. A ball cannot pass through a gap of up to 2r px, so
+   such gaps do not merge regions. The seeds are then grown back to the full paper area: a connected
+   piece of paper that holds one seed takes that seed's label whole; a piece that holds none (a small
+   closed shape the ball does not fit in) becomes a region of its own; a piece that holds several seeds
+   (their paper touches through a closed gap, or a neck narrower than the ball) is split by nearest seed.
+   Tiny regions (< min_region px) and the pixels under the lines go to the region of the nearest seed
+   (chamfer distance transform with indices), so every pixel has a label and the fills of neighbouring
+   regions meet under the lines, about half way across them.
+2. fill(): each region gets the per-channel median of the model's colour in CIE Lab (robust to stray
+   pixels, unlike the mean), found with one sort of (label, value) keys per channel. flats() lets only
+   the paper pixels vote, so the dark lines the model also paints do not darken small regions.
+3. shading(): the model's output minus the flats, as a 128-offset layer for a "grain merge" blend.
+
+Hard edges and exactly one colour per region mean a bucket fill or select-by-colour in Krita/GIMP picks a
+whole region. Neighbouring regions may still get the same colour (e.g. two white areas); that is fine for
+flats, they are then simply one fill area.
+"""
+from __future__ import annotations
+
+import math
+import resource
+import time
+import tracemalloc
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+MAX_PIXELS = 8192 * 8192  # ~64 Mpx: the whole pipeline then needs a few GB; refuse anything larger
+MAX_GAP = 64  # px; the ball costs O(gap) passes over the image, and a big ball eats real detail
+
+
+@dataclass(frozen=True)
+class FlatsConfig:
+    line_threshold: int = 128  # grey values below this are ink (0 = black ink, 255 = paper)
+    gap: int = 4  # largest gap in the lines (px) that is treated as closed; rounded up to an even number
+    min_region: int = 16  # regions with fewer pixels than this merge into a neighbour
+
+    def __post_init__(self):
+        for name in ("line_threshold", "gap", "min_region"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+        if not 1 <= self.line_threshold <= 255:
+            raise ValueError(f"line_threshold must be in 1..255, got {self.line_threshold}")
+        if not 0 <= self.gap <= MAX_GAP:
+            raise ValueError(f"gap must be in 0..{MAX_GAP} px, got {self.gap}")
+        if not 0 <= self.min_region <= 1_000_000:
+            raise ValueError(f"min_region must be in 0..1000000 px, got {self.min_region}")
+
+
+# ----------------------------------------------------------------------------- input checks
+
+def _check_image(a: np.ndarray, name: str, channels: int | None) -> None:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+    want = 2 if channels is None else 3
+    if a.ndim != want or (channels is not None and a.shape[2] != channels):
+        shape = "(H, W)" if channels is None else f"(H, W, {channels})"
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{name} is empty: shape {a.shape}")
+    if a.shape[0] * a.shape[1] > MAX_PIXELS:
+        raise ValueError(f"{name} is {a.shape[1]}x{a.shape[0]}, more than {MAX_PIXELS} pixels; "
+                         "downscale it or split the canvas")
+
+
+def _check_uint8(a: np.ndarray, name: str) -> None:
+    if a.dtype != np.uint8:
+        raise TypeError(f"{name} must be uint8 (0..255), got {a.dtype}; convert with np.clip(...).astype(np.uint8)")
+
+
+# ----------------------------------------------------------------------------- segmentation
+
+def _dilate_disk(mask: np.ndarray, r: int) -> np.ndarray:
+    """Binary dilation by the disk dx^2 + dy^2 <= r^2, outside the image counts as False.
+
+    Built from shifted ORs: each row dy of the disk is a horizontal segment of half-width
+    isqrt(r^2 - dy^2), so we widen one horizontal dilation step by step and OR it in shifted by +-dy.
+    That is O(r) whole-array passes, far cheaper than a generic structuring-element dilation.
+    """
+    out = mask.copy()
+    h = mask.copy()  # mask dilated horizontally by half-width w
+    w = 0
+    for dy in range(r, -1, -1):  # half-width grows as dy shrinks
+        want = math.isqrt(r * r - dy * dy)
+        while w < want:
+            g = h.copy()
+            g[:, 1:] |= h[:, :-1]
+            g[:, :-1] |= h[:, 1:]
+            h, w = g, w + 1
+        if dy == 0:
+            out |= h
+        elif dy < mask.shape[0]:
+            out[dy:] |= h[:-dy]
+            out[:-dy] |= h[dy:]
+    return out
+
+
+def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig()) -> np.ndarray:
+    """Label the closed regions of line art; every pixel (ink included) gets a label >= 1.
+
+    line: (H, W) uint8 greyscale, 255 = paper, 0 = ink. Returns (H, W) int32 labels 1..K, consecutive.
+    Gaps in the lines of up to 2 * ceil(gap / 2) px do not join regions (trapped-ball rule, module doc).
+    """
+    _check_image(line, "line", None)
+    _check_uint8(line, "line")
+    H, W = line.shape
+    ink = line < config.line_threshold
+    paper = ~ink
+    four = ndimage.generate_binary_structure(2, 1)  # 4-connected paper: 8-connected ink lines are walls
+
+    # Ball centres: paper pixels more than r from ink and from the canvas edge (the edge is a wall, so a
+    # line that stops just short of the edge still closes).
+    r = (config.gap + 1) // 2
+    if r > 0:
+        blocked = _dilate_disk(ink, r)
+        blocked[:r] = True
+        blocked[-r:] = True
+        blocked[:, :r] = True
+        blocked[:, -r:] = True
+        centres = ~blocked
+        del blocked
+    else:
+        centres = paper
+    seeds, n_seeds = ndimage.label(centres, structure=four, output=np.int32)
+    del centres
+    pieces, n_pieces = ndimage.label(paper, structure=four, output=np.int32)  # paper without closing
+
+    # For each connected piece of paper: which seed it holds (any one), and whether it holds several.
+    has_seed = seeds > 0
+    piece_of_seed = pieces[has_seed]
+    seed_vals = seeds[has_seed]
+    rep = np.zeros(n_pieces + 1, np.int32)
+    rep[piece_of_seed] = seed_vals  # with repeated indices one of the values lands: some seed of the piece
+    multi = np.zeros(n_pieces + 1, bool)
+    multi[piece_of_seed[rep[piece_of_seed] != seed_vals]] = True
+    del piece_of_seed, seed_vals
+    # Pieces without a seed (closed shapes too small for the ball) become regions of their own.
+    seedless = rep == 0
+    seedless[0] = False  # index 0 is ink, not a piece
+    rep[seedless] = n_seeds + 1 + np.arange(int(seedless.sum()), dtype=np.int32)
+    rep[multi] = 0  # pieces joined through a closed gap: split below by nearest seed
+    rep[0] = 0
+    labels = np.where(has_seed, seeds, np.take(rep, pieces))
+    del seeds, pieces, ink, paper
+
+    # Tiny regions give their pixels up to a neighbour (counted over the pixels labelled so far).
+    counts = np.bincount(labels.ravel())
+    counts[0] = 0
+    if counts.max(initial=0) == 0:
+        return np.ones((H, W), np.int32)  # all ink: one region
+    tiny = counts < config.min_region
+    tiny[0] = False
+    if tiny[1:].all():
+        tiny[int(np.argmax(counts))] = False  # everything is tiny: keep the largest
+    if tiny.any():
+        labels[np.take(tiny, labels)] = 0
+
+    # Every unlabelled pixel (ink, tiny regions, the rim of pieces joined through a gap) takes the label of
+    # the nearest seed pixel (or pixel of a seedless region). Seeds lie more than r px from the ink, so a
+    # pixel next to a thin line is nearer to its own seed than to the one across the line, unlike the
+    # already-labelled rim pixels of the region across the line.
+    unknown = labels == 0
+    if unknown.any():
+        known = (labels > 0) & (has_seed | (labels > n_seeds))
+        idx = ndimage.distance_transform_cdt(~known, metric="chessboard", return_distances=False,
+                                             return_indices=True)
+        del known
+        labels[unknown] = labels[idx[0][unknown], idx[1][unknown]]
+        del idx
+
+    # Consecutive labels 1..K: the labels that survive are exactly the non-tiny ones seen above.
+    present = (counts > 0) & ~tiny
+    table = np.cumsum(present, dtype=np.int32)
+    return np.take(table, labels)
+
+
+# ----------------------------------------------------------------------------- colour (sRGB <-> CIE Lab, D65)
+
+_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+                        [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
+_XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
+_WHITE = _RGB_TO_XYZ.sum(axis=1)  # D65 white point of sRGB (X, Y, Z for RGB = 1)
+_EPS = (6 / 29) ** 3
+
+
+def _srgb_to_linear_lut() -> np.ndarray:
+    c = np.arange(256) / 255.0
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+_LINEAR = _srgb_to_linear_lut()
+
+
+_XYZ_TO_F = (_RGB_TO_XYZ / _WHITE[:, None]).astype(np.float32)  # linear RGB -> X/Xn, Y/Yn, Z/Zn
+
+
+def _rgb_to_lab(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, 3) uint8 sRGB -> L, a, b float32 (N,) arrays, CIE Lab (D65).
+
+    Written as elementwise ops on small chunks rather than a (N, 3) @ (3, 3) matmul: BLAS threads gain
+    nothing on a 3-wide product and stall when other processes share the cores.
+    """
+    r, g, b = _LINEAR[rgb[:, 0]], _LINEAR[rgb[:, 1]], _LINEAR[rgb[:, 2]]  # contiguous channels
+    f = []
+    for m in _XYZ_TO_F:
+        t = m[0] * r
+        t += m[1] * g
+        t += m[2] * b
+        ft = np.cbrt(t)
+        dark = t <= _EPS  # the linear toe of the Lab curve; rare, so patch it instead of np.where everywhere
+        if dark.any():
+            ft[dark] = t[dark] / (3 * (6 / 29) ** 2) + 4 / 29
+        f.append(ft)
+    fx, fy, fz = f
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+def _lab_to_rgb(L: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float64 L, a, b (N,) -> (N, 3) uint8 sRGB, clipped to the gamut."""
+    fy = (L + 16) / 116
+    f = np.stack([fy + a / 500, fy, fy - b / 200], axis=-1)
+    t = np.where(f > 6 / 29, f ** 3, 3 * (6 / 29) ** 2 * (f - 4 / 29))
+    lin = np.clip((t * _WHITE) @ _XYZ_TO_RGB.T, 0.0, 1.0)
+    srgb = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    return np.clip(np.rint(srgb * 255), 0, 255).astype(np.uint8)
+
+
+# Lab values are quantised to 16 bits for the sort keys: L in [0, 100], a and b in [-128, 128).
+# Steps of 0.0016 (L) and 0.004 (a, b) are far below what the eye or the uint8 round trip can see.
+_Q = 1 << 16
+_LAB_RANGE = ((0.0, 100.0), (-128.0, 128.0), (-128.0, 128.0))
+_CHUNK = 1 << 18  # pixels per Lab conversion step
+
+
+def fill(labels: np.ndarray, color: np.ndarray, vote: np.ndarray | None = None) -> np.ndarray:
+    """Fill every region with one colour: the per-channel median of `color` over the region, in CIE Lab.
+
+    labels: (H, W) integer labels >= 0 (from segment(): 1..K). color: (H, W, 3) uint8 RGB model output at
+    full size. vote: optional (H, W) bool, the pixels whose colour counts; flats() passes the paper so the
+    model's dark line pixels do not turn small regions black (a region with no voting pixel uses all of
+    its pixels). Returns (H, W, 3) uint8. The median ignores up to half the pixels of a region being stray
+    colours (line bleed, speckles) where a mean would smear them in. It is the lower median of the
+    quantised Lab values, found by sorting packed (label, value) integer keys, one sort per channel.
+    """
+    _check_image(color, "color", 3)
+    _check_uint8(color, "color")
+    if not isinstance(labels, np.ndarray) or labels.shape != color.shape[:2]:
+        raise ValueError(f"labels must be a numpy array of shape {color.shape[:2]} (the colour's H, W), "
+                         f"got {getattr(labels, 'shape', type(labels).__name__)}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"labels must be integers, got {labels.dtype}")
+    if labels.min() < 0 or labels.max() > labels.size:
+        raise ValueError("labels must be in 0..H*W; pass segment()'s output or relabel consecutively")
+    flat_labels = labels.ravel().astype(np.int64 if labels.max() >= 1 << 31 else np.int32, copy=False)
+    n = int(flat_labels.max()) + 1  # labels 0..n-1; label n collects the pixels that do not vote
+    sample_labels = flat_labels
+    if vote is not None:
+        if not isinstance(vote, np.ndarray) or vote.shape != labels.shape or vote.dtype != bool:
+            raise ValueError(f"vote must be a bool array of shape {labels.shape}")
+        sel = vote.ravel()
+        sample_labels = np.where(sel, flat_labels, n)
+        counts = np.bincount(sample_labels, minlength=n + 1)
+        voteless = (counts[:n] == 0) & (np.bincount(flat_labels, minlength=n) > 0)
+        if voteless.any():
+            sample_labels = np.where(sel | np.take(voteless, flat_labels), flat_labels, n)
+            counts = np.bincount(sample_labels, minlength=n + 1)
+    else:
+        counts = np.bincount(sample_labels, minlength=n + 1)
+    used = np.flatnonzero(counts[:n])
+    mid = (np.cumsum(counts) - counts)[used] + (counts[used] - 1) // 2  # lower median's position
+
+    # Quantised Lab per channel, converted in chunks so the float temporaries stay small and in cache.
+    rgb = color.reshape(-1, 3)
+    q = np.empty((3, len(rgb)), np.uint16)
+    lo = np.array([r[0] for r in _LAB_RANGE], np.float32)
+    step = np.array([(r[1] - r[0]) / _Q for r in _LAB_RANGE], np.float32)
+    for i in range(0, len(rgb), _CHUNK):
+        for c, channel in enumerate(_rgb_to_lab(rgb[i:i + _CHUNK])):
+            q[c, i:i + _CHUNK] = np.clip((channel - lo[c]) / step[c], 0, _Q - 1)
+
+    key_dtype = np.uint32 if n < 1 << 16 else np.uint64  # room for label * 2^16 + value
+    base = sample_labels.astype(key_dtype) << key_dtype(16)
+    medians = []
+    for c in range(3):
+        keys = base | q[c]
+        keys.sort()
+        value = (keys[mid] & key_dtype(_Q - 1)).astype(np.float64)
+        medians.append(lo[c] + (value + 0.5) * float(step[c]))
+        del keys
+    del base, q
+    palette = np.zeros((n, 3), np.uint8)
+    palette[used] = _lab_to_rgb(*medians)
+    return np.take(palette, labels, axis=0)
+
+
+def shading(color: np.ndarray, flats: np.ndarray) -> np.ndarray:
+    """The model's shading as a separate layer: (color - flats) per channel, stored as 128 + difference.
+
+    Encoding: uint8 (H, W, 3), value = clip(128 + color - flats, 0, 255), so 128 = no change. Put it over
+    the flats with the "Grain merge" blend mode (Krita's, or GIMP's non-linear one, which blends in
+    perceptual sRGB: result = flats + layer - 128); that gives back `color` exactly wherever the difference
+    is within -128..+127. Larger differences (mostly the dark line pixels, which the line art layer covers
+    anyway) are clipped to that range.
+    """
+    _check_image(color, "color", 3)
+    _check_image(flats, "flats", 3)
+    _check_uint8(color, "color")
+    _check_uint8(flats, "flats")
+    if color.shape != flats.shape:
+        raise ValueError(f"color {color.shape} and flats {flats.shape} must have the same shape")
+    diff = color.astype(np.int16) - flats.astype(np.int16) + 128
+    return np.clip(diff, 0, 255).astype(np.uint8)
+
+
+def flats(line: np.ndarray, color: np.ndarray, config: FlatsConfig = FlatsConfig()) -> np.ndarray:
+    """segment() then fill(): (H, W) uint8 line art + (H, W, 3) uint8 colour -> (H, W, 3) uint8 flats."""
+    _check_image(color, "color", 3)
+    if color.shape[:2] != line.shape[:2]:
+        raise ValueError(f"line {line.shape} and color {color.shape} must have the same height and width; "
+                         "resize the model output to the canvas first")
+    return fill(segment(line, config), color, vote=line >= config.line_threshold)
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+def bench_images(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic synthetic line art (overlapping outlines, some with small gaps) and a noisy colour.
+
+    The line width scales with the canvas (1 px per 512 px, at least 1) like a drawing scanned larger.
+    """
+    from PIL import Image, ImageDraw
+
+    if not 16 <= size <= 8192:
+        raise ValueError(f"size must be in 16..8192, got {size}")
+    rng = np.random.default_rng(seed)
+    img = Image.new("L", (size, size), 255)
+    draw = ImageDraw.Draw(img)
+    width = max(1, size // 512)
+    for _ in range(80):
+        x, y = rng.integers(0, size, 2)
+        rx, ry = rng.integers(size // 60 + 2, size // 6 + 3, 2)
+        start = float(rng.integers(0, 360))
+        sweep = 360.0 if rng.random() < 0.8 else 359.0  # some outlines with a small gap
+        draw.arc([x - rx, y - ry, x + rx, y + ry], start, start + sweep, fill=0, width=width)
+    for _ in range(60):
+        p = tuple(int(v) for v in rng.integers(0, size, 2))
+        q = tuple(int(v) for v in rng.integers(0, size, 2))
+        draw.line([p, q], fill=0, width=width)
+    line = np.asarray(img)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    color = np.stack([200 * xx + 30, 180 * yy + 40, 120 * (xx + yy) / 2 + 60], axis=-1)
+    color += rng.normal(0, 6, color.shape).astype(np.float32)
+    color = np.clip(color, 0, 255).astype(np.uint8)
+    color[line < 128] = 20  # the model draws the lines dark too
+    return line, color
+
+
+def bench_flats(size: int, repeats: int = 3, config: FlatsConfig = FlatsConfig()) -> dict:
+    """Time flats() on a size x size synthetic canvas (median of `repeats` runs) and measure peak memory.
+
+    Peak memory is measured in a separate run under tracemalloc (numpy's and scipy's array buffers are
+    traced), so the tracing overhead does not skew the timings. Returns seconds and MiB.
+    """
+    if not 1 <= repeats <= 100:
+        raise ValueError(f"repeats must be in 1..100, got {repeats}")
+    line, color = bench_images(size)
+    seg_s, fill_s, shade_s, cpu_s = [], [], [], []
+    for _ in range(repeats):
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        labels = segment(line, config)
+        t1 = time.perf_counter()
+        out = fill(labels, color, vote=line >= config.line_threshold)
+        t2 = time.perf_counter()
+        cpu_s.append(time.process_time() - c0)
+        shading(color, out)
+        t3 = time.perf_counter()
+        seg_s.append(t1 - t0)
+        fill_s.append(t2 - t1)
+        shade_s.append(t3 - t2)
+    total = [a + b for a, b in zip(seg_s, fill_s)]
+
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    flats(line, color, config)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "size": size,
+        "regions": int(labels.max()),
+        "segment_s": float(np.median(seg_s)),
+        "fill_s": float(np.median(fill_s)),
+        "flats_s": float(np.median(total)),  # segment + fill, what the pipeline pays for `flats`
+        "flats_cpu_s": float(np.median(cpu_s)),  # the same in CPU time: less skewed by other processes
+        "shading_s": float(np.median(shade_s)),
+        "peak_mib": peak / 2**20,  # extra memory flats() allocates above its inputs
+        "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # whole process, Linux KiB
+        "repeats": repeats,
+    }
