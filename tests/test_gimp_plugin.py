@@ -1,0 +1,491 @@
+"""The GIMP 3 plug-in (plugin_gimp/irodori/irodori.py) inside REAL GIMP 3.0 against a REAL backend.
+
+The plug-in is installed with `irodori plugin gimp --install` into the chroot's /root profile, so these
+tests cover the built package (irodori.py plus the shipped irodori_protocol.py). A tiny backend runs on
+the host's 127.0.0.1, which the chroot shares. All GIMP-side steps run in ONE gimp-console session (a
+start costs seconds); each test then checks its part of that session's report against what the same
+backend answers to the same request sent from here.
+
+Skipped without the chroot (sh tests/hosts/gimp.sh, as root); FAILED instead when IRODORI_REQUIRE_HOSTS=1.
+"""
+from __future__ import annotations
+
+import ast
+import base64
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import hostlib
+from helpers import free_port, line_art, reference
+
+from backend import protocol
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN_SRC = ROOT / "plugin_gimp" / "irodori"
+PLUGINS_IN_CHROOT = "root/.config/GIMP/3.0/plug-ins"
+H, W = 48, 64  # line-art layer size
+OFFSET = (5, 7)  # where the line-art layer sits in its 80x60 image
+
+
+# ----------------------------------------------------------------------------------------------------------
+# no GIMP needed
+
+
+def test_plugin_source_is_a_gimp3_plugin_file():
+    """GIMP 3 runs NAME/NAME.py only when it is executable with a shebang; the protocol is never hand-copied."""
+    main = PLUGIN_SRC / "irodori.py"
+    text = main.read_text()
+    assert text.startswith("#!/usr/bin/env python3\n")
+    assert os.access(main, os.X_OK), "plugin_gimp/irodori/irodori.py must be executable (chmod +x)"
+    ast.parse(text, feature_version=(3, 10))  # GIMP's bundled Pythons are older than the chroot's 3.13
+    assert not (PLUGIN_SRC / "irodori_protocol.py").exists(), \
+        "irodori_protocol.py is added by `irodori plugin gimp`; a copy in the repo would drift from backend/protocol.py"
+    for name in ("python-fu-irodori-colorize", "python-fu-irodori-colorize-files",
+                 "<Image>/Filters/Irodori", "Colorize from Reference"):
+        assert name in text
+
+
+# ----------------------------------------------------------------------------------------------------------
+# fixtures: installed plug-in, backend, one GIMP session
+
+
+@pytest.fixture(scope="module")
+def installed_plugin() -> Path:
+    hostlib.require_gimp()
+    dest = hostlib.gimp_chroot() / PLUGINS_IN_CHROOT
+    out = subprocess.run([sys.executable, "-m", "backend.cli", "plugin", "gimp", "--install", str(dest)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"`irodori plugin gimp --install` failed:\n{out.stdout}\n{out.stderr}"
+    return dest / "irodori"
+
+
+@pytest.fixture(scope="module")
+def backend(installed_plugin, tiny_checkpoint, tmp_path_factory):
+    """`irodori serve` with a tiny untrained model on the host's loopback (the chroot shares it)."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    log = tmp_path_factory.mktemp("backend") / "serve.log"
+    with open(log, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--bind", endpoint,
+                                 "--checkpoint", str(tiny_checkpoint)], cwd=ROOT, stdout=log_file,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        with protocol.Client(endpoint, timeout=2.0) as client:
+            while True:
+                try:
+                    client.ping()
+                    break
+                except protocol.IrodoriError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"the backend did not start:\n{log.read_text()[-3000:]}") from None
+                    time.sleep(0.3)
+        yield endpoint
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def decode(b64: str, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(b64), np.uint8).reshape(shape)
+
+
+LINEART = line_art(H, W, rgba=True, seed=1)  # black strokes on a transparent layer
+REFERENCE = reference(40, 40, seed=2)
+BATCH_INPUTS = {"a.png": line_art(40, 56, seed=3), "b.png": line_art(32, 32, seed=4)}  # greyscale, white paper
+
+
+# Runs inside GIMP. RUN_DIR holds the files below; ENDPOINT/DEAD are filled in. Every step reports in R.
+SESSION = r'''
+import base64, traceback
+from gi.repository import Gimp, Gegl, Gio
+
+FMT = "R'G'B'A u8"
+pdb = Gimp.get_pdb()
+R = {}
+
+def pixels(drawable):
+    w, h = drawable.get_width(), drawable.get_height()
+    data = drawable.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, FMT, Gegl.AbyssPolicy.CLAMP)
+    return base64.b64encode(bytes(data)).decode()
+
+def layer_info(image):
+    out = []
+    for layer in image.get_layers():
+        _, x, y = layer.get_offsets()
+        out.append({"name": layer.get_name(), "size": [layer.get_width(), layer.get_height()], "offset": [x, y],
+                    "mode": layer.get_mode().value_nick})
+    return out
+
+def scene():
+    """Line art (RGBA, transparent) at OFFSET in an 80x60 image, a note layer above it, a base below it;
+    the reference is a layer of ANOTHER open image."""
+    img = Gimp.Image.new(80, 60, Gimp.ImageBaseType.RGB)
+    base = Gimp.Layer.new(img, "paper", 80, 60, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    img.insert_layer(base, None, 0)
+    lines = Gimp.Layer.new(img, "lines", W, H, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    img.insert_layer(lines, None, 0)
+    lines.set_offsets(OX, OY)
+    buf = lines.get_buffer()
+    buf.set(Gegl.Rectangle.new(0, 0, W, H), FMT, open("lineart.rgba", "rb").read())
+    buf.flush()
+    note = Gimp.Layer.new(img, "notes", 10, 10, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    img.insert_layer(note, None, 0)
+    ref_img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(RUN_DIR + "/reference.png"))
+    return img, lines, ref_img.get_layers()[0]
+
+def colorize(img, lines, **props):
+    proc = pdb.lookup_procedure("python-fu-irodori-colorize")
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("image", img)
+    config.set_core_object_array("drawables", [lines])
+    for name, value in props.items():
+        config.set_property(name.replace("_", "-"), value)
+    result = proc.run(config)
+    status = result.index(0)
+    out = {"status": status.value_nick}
+    if status != Gimp.PDBStatusType.SUCCESS:
+        out["message"] = pdb.get_last_error()
+    return out, result
+
+def step(name, fn):
+    try:
+        R[name] = fn()
+    except Exception:
+        R[name] = {"crash": traceback.format_exc()}
+
+def registered():
+    found = {}
+    for name in ("python-fu-irodori-colorize", "python-fu-irodori-colorize-files"):
+        proc = pdb.lookup_procedure(name)
+        found[name] = None if proc is None else {"args": [a.name for a in proc.get_arguments()],
+                                                 "menu": list(proc.get_menu_paths())}
+    return found
+
+def colour_layer(transport, source):
+    img, lines, ref = scene()
+    before = pixels(lines)
+    props = {"endpoint": ENDPOINT, "transport": transport, "reference_source": source}
+    if source == "layer":
+        props["reference_layer"] = ref
+    else:
+        props["reference_file"] = Gio.File.new_for_path(RUN_DIR + "/reference.png")
+    out, result = colorize(img, lines, **props)
+    out["layers"] = layer_info(img)
+    out["lineart_unchanged"] = pixels(lines) == before
+    new = [l for l in img.get_layers() if l.get_name() == "Irodori colour"]
+    if new:
+        out["colour"] = pixels(new[0])
+        out["returned_layer_is_new"] = result.index(1) is not None and result.index(1).get_id() == new[0].get_id()
+    return out
+
+def flattened():
+    img, lines, ref = scene()
+    out, result = colorize(img, lines, endpoint=ENDPOINT, reference_layer=ref, output="flattened")
+    out["layers"] = layer_info(img)
+    new_image = result.index(2)
+    if new_image is not None:
+        out["new_image"] = {"size": [new_image.get_width(), new_image.get_height()],
+                            "pixels": pixels(new_image.get_layers()[0])}
+    return out
+
+def no_backend(transport):
+    img, lines, ref = scene()
+    out, _ = colorize(img, lines, endpoint=DEAD, transport=transport, reference_layer=ref, timeout=5.0)
+    out["layers"] = layer_info(img)
+    return out
+
+def big_reference():
+    """Over the 4096*4096 reference limit: the plug-in scales a copy down instead of failing."""
+    img, lines, _ = scene()
+    big = Gimp.Image.new(4200, 4000, Gimp.ImageBaseType.RGB)
+    ref = Gimp.Layer.new(big, "big", 4200, 4000, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    big.insert_layer(ref, None, 0)
+    ref.fill(Gimp.FillType.WHITE)
+    out, _ = colorize(img, lines, endpoint=ENDPOINT, reference_layer=ref)
+    out["layers"] = layer_info(img)
+    out["reference_size"] = [ref.get_width(), ref.get_height()]
+    return out
+
+def no_reference():
+    img, lines, _ = scene()
+    out, _ = colorize(img, lines, endpoint=ENDPOINT)
+    out["layers"] = layer_info(img)
+    return out
+
+def grey_image():
+    img, lines, ref = scene()
+    img.convert_grayscale()
+    out, _ = colorize(img, lines, endpoint=ENDPOINT, reference_layer=ref)
+    out["layers"] = layer_info(img)
+    return out
+
+def batch(out_dir, **props):
+    proc = pdb.lookup_procedure("python-fu-irodori-colorize-files")
+    config = proc.create_config()
+    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("reference-file", Gio.File.new_for_path(RUN_DIR + "/reference.png"))
+    config.set_property("output-folder", Gio.File.new_for_path(RUN_DIR + "/" + out_dir))
+    config.set_property("endpoint", ENDPOINT)
+    for name, value in props.items():
+        config.set_property(name.replace("_", "-"), value)
+    result = proc.run(config)
+    status = result.index(0)
+    out = {"status": status.value_nick, "outputs": {}}
+    if status == Gimp.PDBStatusType.SUCCESS:
+        out["written"] = result.index(1)
+    else:
+        out["message"] = pdb.get_last_error()
+    names = os.listdir(RUN_DIR + "/" + out_dir) if os.path.isdir(RUN_DIR + "/" + out_dir) else []
+    for name in sorted(names):
+        path = RUN_DIR + "/" + out_dir + "/" + name
+        if name.endswith(".xcf"):
+            image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
+            out["outputs"][name] = layer_info(image)
+        else:
+            out["outputs"][name] = base64.b64encode(open(path, "rb").read()).decode()
+    return out
+
+import os
+os.makedirs(RUN_DIR + "/in", exist_ok=True)
+for name in os.listdir(RUN_DIR):
+    if name.startswith("in_"):
+        os.rename(RUN_DIR + "/" + name, RUN_DIR + "/in/" + name[3:])
+step("registered", registered)
+step("pyzmq", lambda: colour_layer("pyzmq", "layer"))
+step("zmtp", lambda: colour_layer("zmtp", "file"))
+step("flattened", flattened)
+step("dead_pyzmq", lambda: no_backend("pyzmq"))
+step("dead_zmtp", lambda: no_backend("zmtp"))
+step("grey", grey_image)
+step("big_reference", big_reference)
+step("no_reference", no_reference)
+step("batch", lambda: batch("out", input_folder=Gio.File.new_for_path(RUN_DIR + "/in")))
+step("batch_xcf", lambda: batch("out_xcf", input_files=[RUN_DIR + "/in/a.png", RUN_DIR + "/broken.png"],
+                                output="flats", file_type="xcf"))
+emit(R)
+'''
+
+
+@pytest.fixture(scope="module")
+def session(installed_plugin, backend) -> dict:
+    files = {"lineart.rgba": LINEART.tobytes(), "reference.png": png_bytes(REFERENCE),
+             "broken.png": b"\x89PNG\r\n\x1a\n not really a PNG"}
+    files.update({f"in_{name}": png_bytes(img) for name, img in BATCH_INPUTS.items()})
+    script = (f"ENDPOINT = {backend!r}\nDEAD = 'tcp://127.0.0.1:{free_port()}'\n"
+              f"W, H, OX, OY = {W}, {H}, {OFFSET[0]}, {OFFSET[1]}\n") + SESSION
+    return hostlib.run_gimp(script, files, timeout=150)
+
+
+def expected(endpoint: str, lineart: np.ndarray, output: str = "color") -> np.ndarray:
+    """What the backend answers to the plug-in's request, sent from here: line art as RGBA pixels."""
+    if lineart.ndim == 2:
+        lineart = np.repeat(lineart[..., None], 3, axis=2)
+    if lineart.shape[2] == 3:
+        lineart = np.concatenate([lineart, np.full(lineart.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    ref = np.concatenate([REFERENCE, np.full(REFERENCE.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    with protocol.Client(endpoint, timeout=60) as client:
+        result = client.colorize(protocol.Pixels.from_array(np.ascontiguousarray(lineart)),
+                                 protocol.Pixels.from_array(ref), outputs=(output,))
+    return np.array(result[output].to_array())
+
+
+def ok(report: dict) -> dict:
+    assert "crash" not in report, report["crash"]
+    return report
+
+
+# ----------------------------------------------------------------------------------------------------------
+# in GIMP
+
+
+@pytest.mark.gimp
+def test_installed_package_holds_the_protocol_module(installed_plugin):
+    assert os.access(installed_plugin / "irodori.py", os.X_OK)
+    assert (installed_plugin / "irodori.py").read_bytes() == (PLUGIN_SRC / "irodori.py").read_bytes()
+    assert (installed_plugin / "irodori_protocol.py").read_bytes() == (ROOT / "backend/protocol.py").read_bytes()
+
+
+@pytest.mark.gimp
+def test_procedures_are_registered(session):
+    found = ok(session["registered"])
+    colorize, files = found["python-fu-irodori-colorize"], found["python-fu-irodori-colorize-files"]
+    assert colorize is not None and files is not None
+    assert colorize["menu"] == ["<Image>/Filters/Irodori"]
+    for arg in ("reference-layer", "reference-file", "endpoint", "output", "transport"):
+        assert arg in colorize["args"]
+    for arg in ("input-files", "input-folder", "reference-file", "output-folder"):
+        assert arg in files["args"]
+
+
+@pytest.mark.parametrize("transport", ["pyzmq", "zmtp"])
+@pytest.mark.gimp
+def test_colour_layer_goes_directly_under_the_line_art(session, backend, transport):
+    """pyzmq with the reference as a layer of another image; the built-in ZMTP client with a reference file."""
+    report = ok(session[transport])
+    assert report["status"] == "success", report.get("message")
+    names = [layer["name"] for layer in report["layers"]]
+    assert names == ["notes", "lines", "Irodori colour", "paper"]
+    colour = report["layers"][2]
+    assert colour["size"] == [W, H] and colour["offset"] == list(OFFSET)
+    assert report["layers"][1]["mode"] == "normal"  # transparent line art keeps its mode
+    assert report["lineart_unchanged"]
+    assert report["returned_layer_is_new"]
+    got = decode(report["colour"], (H, W, 4))
+    assert (got[..., 3] == 255).all()  # opaque colour everywhere, under every stroke
+    assert np.array_equal(got, expected(backend, LINEART))  # exactly the backend's answer, no colour shift
+    assert len(np.unique(got[..., :3].reshape(-1, 3), axis=0)) > 1
+
+
+@pytest.mark.gimp
+def test_flattened_output_is_a_new_image(session, backend):
+    report = ok(session["flattened"])
+    assert report["status"] == "success", report.get("message")
+    assert [layer["name"] for layer in report["layers"]] == ["notes", "lines", "paper"]  # original untouched
+    assert report["new_image"]["size"] == [W, H]
+    got = decode(report["new_image"]["pixels"], (H, W, 4))
+    assert np.array_equal(got, expected(backend, LINEART, "flattened"))
+
+
+@pytest.mark.parametrize("transport", ["pyzmq", "zmtp"])
+@pytest.mark.gimp
+def test_no_backend_is_an_error_that_says_what_to_do(session, transport):
+    report = ok(session[f"dead_{transport}"])
+    assert report["status"] == "execution-error"
+    assert "irodori serve" in report["message"] and "tcp://127.0.0.1:" in report["message"]
+    assert [layer["name"] for layer in report["layers"]] == ["notes", "lines", "paper"]
+
+
+@pytest.mark.gimp
+def test_greyscale_image_is_refused_with_a_fix(session):
+    report = ok(session["grey"])
+    assert report["status"] == "execution-error"
+    assert "Image > Mode > RGB" in report["message"]
+    assert [layer["name"] for layer in report["layers"]] == ["notes", "lines", "paper"]
+
+
+@pytest.mark.gimp
+def test_missing_reference_is_refused_with_a_fix(session):
+    report = ok(session["no_reference"])
+    assert report["status"] == "execution-error"
+    assert "choose a layer of an open image or a picture file" in report["message"]
+    assert [layer["name"] for layer in report["layers"]] == ["notes", "lines", "paper"]
+
+
+@pytest.mark.gimp
+def test_reference_over_the_limit_is_scaled_down_not_refused(session):
+    report = ok(session["big_reference"])
+    assert report["status"] == "success", report.get("message")
+    assert [layer["name"] for layer in report["layers"]] == ["notes", "lines", "Irodori colour", "paper"]
+    assert report["reference_size"] == [4200, 4000]  # the user's layer itself is not scaled
+
+
+@pytest.mark.gimp
+def test_batch_writes_one_coloured_file_per_input(session, backend):
+    report = ok(session["batch"])
+    assert report["status"] == "success", report.get("message")
+    assert report["written"] == len(BATCH_INPUTS)
+    assert sorted(report["outputs"]) == sorted(BATCH_INPUTS)
+    for name, lineart in BATCH_INPUTS.items():
+        out = np.array(Image.open(io.BytesIO(base64.b64decode(report["outputs"][name]))).convert("RGB"))
+        assert out.shape[:2] == lineart.shape
+        colour = expected(backend, lineart)[..., :3]
+        ink = lineart == 0
+        # The opaque line art is multiplied over its colour layer: colour on the paper, black strokes.
+        assert np.array_equal(out[~ink], colour[~ink])
+        assert (out[ink] == 0).all()
+
+
+
+@pytest.mark.gimp
+def test_batch_keeps_going_past_a_bad_file_and_says_which(session):
+    """Input files given as a list; flats as a layer under the line art, kept as layers in XCF."""
+    report = ok(session["batch_xcf"])
+    assert report["status"] == "execution-error"
+    assert "1 of 2 files failed (1 written)" in report["message"] and "broken.png" in report["message"]
+    assert list(report["outputs"]) == ["a.xcf"]
+    layers = report["outputs"]["a.xcf"]
+    assert [layer["name"] for layer in layers][1:] == ["Irodori flats"]
+    assert layers[0]["mode"] == "multiply"  # opaque line art over its flats
+    assert all(layer["size"] == [56, 40] for layer in layers)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the interactive dialog: the full GIMP app under Xvfb (its X socket bind-mounted into the chroot)
+
+DIALOG_SCRIPT = r'''
+from gi.repository import Gimp
+img = Gimp.Image.new(64, 48, Gimp.ImageBaseType.RGB)
+lines = Gimp.Layer.new(img, "lines", 64, 48, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+img.insert_layer(lines, None, 0)
+Gimp.Display.new(img)
+proc = Gimp.get_pdb().lookup_procedure("python-fu-irodori-colorize")
+config = proc.create_config()
+config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
+config.set_property("image", img)
+config.set_core_object_array("drawables", [lines])
+proc.run(config)  # blocks in the dialog until the test kills GIMP
+'''
+
+
+def x_window_titles(display: str) -> list[str]:
+    out = subprocess.run(["xwininfo", "-root", "-tree"], env={**os.environ, "DISPLAY": display},
+                         capture_output=True, text=True, timeout=30)
+    return [line.split('"')[1] for line in out.stdout.splitlines() if line.count('"') >= 2]
+
+
+@pytest.mark.gimp
+def test_interactive_run_shows_the_procedure_dialog(installed_plugin, tmp_path):
+    hostlib.require_host("Xvfb and xwininfo", bool(shutil.which("Xvfb") and shutil.which("xwininfo")),
+                         "apt-get install xvfb x11-utils")
+    root = hostlib.gimp_chroot()
+    run_dir = Path(tempfile.mkdtemp(prefix="irodori-gimp-ui-", dir=root / "tmp"))
+    try:
+        (run_dir / "dialog.py").write_text(DIALOG_SCRIPT)
+        inner = f"/tmp/{run_dir.name}/dialog.py"
+        with hostlib.Xvfb((1024, 768)) as xvfb:
+            inside = ["env", "-i", "HOME=/root", f"DISPLAY={xvfb.display}", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                      "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1", "gimp-3.0", "--no-splash",
+                      "--batch-interpreter", "python-fu-eval", "-b", f'exec(open("{inner}").read())']
+            mount = ('mount -t proc proc "$1/proc" && mkdir -p "$1/tmp/.X11-unix" && '
+                     'mount --bind /tmp/.X11-unix "$1/tmp/.X11-unix" && shift && exec chroot "$@"')
+            log = tmp_path / "gimp.log"
+            with open(log, "w") as log_file:
+                proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh",
+                                         str(root), str(root), *inside], stdin=subprocess.DEVNULL, stdout=log_file,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                deadline = time.monotonic() + 120
+                titles: list[str] = []
+                while "Irodori: Colorize from Reference" not in titles:
+                    assert proc.poll() is None, f"GIMP exited {proc.returncode}:\n{log.read_text()[-3000:]}"
+                    assert time.monotonic() < deadline, f"no dialog; windows: {titles}\n{log.read_text()[-3000:]}"
+                    time.sleep(1.0)
+                    titles = x_window_titles(xvfb.display)
+            finally:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert "Traceback" not in log.read_text()
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
