@@ -1,0 +1,87 @@
+"""Classical line extractors: colour illustration -> line art, to make training pairs from coloured pictures.
+
+All functions take float32 images in [0,1] ((H,W) grey or (H,W,3) RGB) and return (H,W) float32 line art in
+[0,1] with 1 = paper and 0 = ink, the convention of backend.pipeline.to_grey. `random_lines` draws an
+extractor and its parameters per sample so the generator does not overfit one line style (paper-notes).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # the same weights as the pipeline's to_grey
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """(H,W,3) -> (H,W) grey, T(y) in the paper."""
+    return (rgb @ LUMA).astype(np.float32) if rgb.ndim == 3 else rgb.astype(np.float32)
+
+
+def dilate_diff(image: np.ndarray, size: int = 3, gain: float = 2.5, per_channel: bool = True) -> np.ndarray:
+    """Dilate (grey max filter) then subtract: edges light up where a darker region meets a lighter one.
+
+    per_channel: take the largest difference over R, G and B, so edges between colours of equal lightness
+    (red hair on green clothes) still give a line.
+    """
+    src = image if (per_channel and image.ndim == 3) else luminance(image)
+    shape = (size, size, 1) if src.ndim == 3 else (size, size)
+    diff = ndimage.grey_dilation(src, size=shape) - src
+    if diff.ndim == 3:
+        diff = diff.max(axis=2)
+    return (1.0 - np.clip(diff * gain, 0.0, 1.0)).astype(np.float32)
+
+
+def xdog(image: np.ndarray, sigma: float = 0.5, k: float = 4.5, gamma: float = 0.97, eps: float = -0.01,
+         phi: float = 60.0) -> np.ndarray:
+    """eXtended Difference of Gaussians: D = G_sigma - gamma * G_(k sigma), soft-thresholded with tanh.
+
+    Flat regions give D = (1 - gamma) * grey >= 0, so they stay paper; dark strokes and the dark side of an
+    edge go negative and become ink. eps moves the threshold, phi sets how hard it is.
+    """
+    grey = luminance(image)
+    d = ndimage.gaussian_filter(grey, sigma) - gamma * ndimage.gaussian_filter(grey, sigma * k)
+    line = np.where(d >= eps, 1.0, 1.0 + np.tanh(phi * (d - eps)))
+    return np.clip(line, 0.0, 1.0).astype(np.float32)
+
+
+def highpass(image: np.ndarray, sigma: float = 3.0, threshold: float = 0.12, gain: float = 3.0) -> np.ndarray:
+    """Blur minus image (the classical cousin of sketchKeras): positive where a pixel is darker than its
+    surroundings; normalised by its maximum, thresholded at `threshold`, scaled by `gain`."""
+    grey = luminance(image)
+    hp = ndimage.gaussian_filter(grey, sigma) - grey
+    hp = hp / max(float(hp.max()), 1e-3)
+    return (1.0 - np.clip((hp - threshold) * gain, 0.0, 1.0)).astype(np.float32)
+
+
+def augment_lines(line: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Vary the look of line art: thicker or thinner strokes, lighter or darker ink, a little blur."""
+    out = line
+    r = rng.random()
+    if r < 0.2:  # thicker: a min filter spreads the ink
+        out = ndimage.grey_erosion(out, size=(2, 2))
+    elif r < 0.3:  # thinner: a max filter eats one pixel of ink, kept only where the ink was strong
+        out = np.maximum(out, np.where(out < 0.3, ndimage.grey_dilation(out, size=(2, 2)) * 0.5, 0.0))
+    if rng.random() < 0.5:  # contrast: gamma < 1 lightens weak ink, > 1 darkens it
+        out = out ** rng.uniform(0.6, 1.8)
+    if rng.random() < 0.2:  # hard binarisation, like a pen tool without antialiasing
+        out = (out > rng.uniform(0.4, 0.8)).astype(np.float32)
+    if rng.random() < 0.2:
+        out = ndimage.gaussian_filter(out, rng.uniform(0.3, 0.7))
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def random_lines(image: np.ndarray, rng: np.random.Generator, extractors: tuple[str, ...],
+                 augment: bool = True) -> np.ndarray:
+    """One of `extractors` with random parameters (ranges from paper-notes), then `augment_lines`."""
+    name = extractors[int(rng.integers(len(extractors)))]
+    if name == "dilate":
+        line = dilate_diff(image, size=int(rng.choice([3, 3, 3, 5])), gain=rng.uniform(1.5, 4.0),
+                           per_channel=bool(rng.random() < 0.7))
+    elif name == "xdog":
+        line = xdog(image, sigma=rng.uniform(0.3, 0.6), k=float(rng.choice([1.6, 4.5])), gamma=rng.uniform(0.95, 0.98),
+                    eps=rng.uniform(-0.03, 0.0), phi=rng.uniform(20.0, 200.0))
+    elif name == "highpass":
+        line = highpass(image, sigma=rng.uniform(1.5, 3.0), threshold=rng.uniform(0.1, 0.18), gain=rng.uniform(2.0, 5.0))
+    else:
+        raise ValueError(f"unknown line extractor {name!r}")
+    return augment_lines(line, rng) if augment else line
