@@ -159,6 +159,7 @@ class TrainConfig:
     keep_last: int = 3  # training states kept in run_dir/checkpoints
     export_every: int = 0  # also export the EMA generator to run_dir/export every N steps (0 = at the end only)
     progress: bool = True  # tqdm bar on rank 0
+    style_calibration: int = 256  # references whose fc1 statistics standardise the style per dimension (0 = off)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1:
@@ -173,6 +174,8 @@ class TrainConfig:
             raise ValueError("log_every, sample_every and checkpoint_every must be >= 1, export_every >= 0")
         if self.threads < 0:
             raise ValueError("threads must be >= 0 (0 = torch's default)")
+        if self.style_calibration < 0 or self.style_calibration == 1:
+            raise ValueError("style_calibration must be 0 (off) or at least 2 references")
         if self.keep_last < 1 or self.samples < 1:
             raise ValueError("keep_last and samples must be >= 1")
         if not self.run_dir:

@@ -28,6 +28,7 @@ from training.config import DataConfig
 from training.extract import luminance, random_lines
 
 SAMPLE_EPOCH = 2**31 - 1  # the epoch number of the fixed sample-grid items (never a training epoch)
+CALIBRATION_EPOCH = 2**31 - 2  # the items whose references calibrate the style statistics
 MAX_RETRIES = 20  # corrupt files tried in a row before giving up
 
 

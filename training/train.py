@@ -40,7 +40,7 @@ from backend.checkpoint import save_checkpoint
 from backend.config import from_dict, to_dict
 from backend.model import Generator, StyleEncoder, normalize_style, shared_style_encoder, style_target
 from training.config import TrainConfig, config_json, load_config
-from training.data import EpochSampler, TrainingData
+from training.data import CALIBRATION_EPOCH, EpochSampler, TrainingData
 from training.discriminator import Discriminator
 from training.losses import d_loss, g_loss, l1_losses
 
@@ -170,6 +170,22 @@ class Trainer:
             self.g_run = torch.compile(self.g_run)
             self.d_run = torch.compile(self.d_run) if self.d_run is not None else None
             self.d_frozen = torch.compile(self.D) if self.D is not None else None
+
+    @torch.no_grad()
+    def calibrate_style(self, dataset: TrainingData, count: int, batch: int = 32) -> None:
+        """Per-dimension statistics of the normalised style over `count` training references, into G and EMA.
+
+        Done once before step 0 (a resumed run restores them with the weights); deterministic, so every
+        rank computes the same numbers.
+        """
+        styles = []
+        for start in range(0, count, batch):
+            refs = [dataset[(i % len(dataset), CALIBRATION_EPOCH)]["reference"] for i in range(start, min(count, start + batch))]
+            with self.autocast():
+                styles.append(normalize_style(self.style(torch.stack(refs).to(self.device)).float()))
+        styles_all = torch.cat(styles)
+        self.G.calibrate_style(styles_all)
+        self.ema.calibrate_style(styles_all)
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None)
@@ -519,6 +535,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         print(f"resumed from {path} at step {step}", file=sys.stderr)
 
     dataset = TrainingData(cfg.data, cfg.model, cfg.seed)
+    if loaded is None and cfg.style_calibration:
+        trainer.calibrate_style(dataset, cfg.style_calibration)
     sampler = EpochSampler(dataset, cfg.batch_size, env.world, env.rank, cfg.seed, start_step=step)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.data.workers, drop_last=True,
