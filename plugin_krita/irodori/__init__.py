@@ -1,0 +1,28 @@
+"""Irodori for Krita: colour line art from a reference picture through an Irodori backend.
+
+Installed as a Krita Python plugin (irodori.desktop + this package), it adds the "Irodori" docker. In
+Scripter or kritarunner, `import irodori` gives the scripting API:
+
+    irodori.colorize_layer(document, line_node, reference, endpoint=..., output="color", timeout=...) -> Node
+    irodori.colorize_selected(reference, document=None, nodes=None, ...) -> [Node]
+    irodori.colorize_keyframes(document, line_node, reference, ...) -> Node (a group, one layer per keyframe)
+
+The protocol client (protocol.py) is copied in from backend/protocol.py when the plugin is built
+(`irodori plugin krita --zip DIR` or `--install`); the source tree does not hold a copy.
+Outside Krita (unit tests) only the pure modules (pixels, layers, settings, errors) are usable.
+"""
+try:
+    import krita as _krita
+except ImportError:  # not inside Krita
+    _krita = None
+
+__version__ = "0.1.0"
+
+if _krita is not None:
+    from .api import (BatchError, Reference, backend_info, colorize_keyframes, colorize_layer,  # noqa: F401
+                      colorize_selected, resolve_reference)
+    from .errors import InputError  # noqa: F401
+    from .protocol import BackendUnavailable, IrodoriError  # noqa: F401
+    from . import docker as _docker
+
+    _docker.register()

@@ -1,0 +1,481 @@
+"""Irodori's scripting API inside Krita (Scripter, kritarunner, other plugins) and the work the docker shares.
+
+    import irodori
+    doc = Krita.instance().activeDocument()
+    layer = irodori.colorize_layer(doc, doc.activeNode(), doc.nodeByName("ref"))
+
+Everything here runs on the calling thread and must be called from Krita's main thread (Krita's own API
+is not thread-safe). Only the network requests go to helper threads (protocol.colorize_many, one Client
+per thread). A call blocks until the backend answers or `timeout` passes; the docker runs the same work
+from a worker thread instead, so Krita's window stays responsive.
+
+Pixels: an 8-bit RGBA document's layers come as B, G, R, A bytes; they are sent as Pixels(layout="BGRA")
+and the backend is asked to answer in BGRA, so nothing is converted in Python.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from krita import Document, Krita, Node
+
+from . import protocol
+from .errors import InputError, empty_layer, not_rgba8
+from .layers import insert_above, insert_below, same_node
+from .pixels import fit_within, is_transparent, layer_name, to_bgra
+from .timeline import shown_keyframe
+from .qt import QtCore, QtGui, QtWidgets, image_bytes, image_from_bgra
+
+DEFAULT_ENDPOINT = protocol.DEFAULT_ENDPOINT
+DEFAULT_TIMEOUT = 120.0
+OUTPUTS = ("color", "flattened", "flats")
+MAX_REFERENCE_SIDE = 1024  # the style encoder sees the reference at ~224 px; more only costs transfer time
+MAX_REFERENCE_FILE_BYTES = 64 * 1024 * 1024
+MAX_KEYFRAMES = 5000
+PIXEL_LAYERS = ("paintlayer", "grouplayer", "vectorlayer", "filelayer", "clonelayer", "filllayer")
+STOP_CODES = ("unavailable", "shutting_down", "no_workers", "cancelled", "auth", "unsupported_version")
+
+
+# ------------------------------------------------------------------------------------------- inputs
+def check_rgba8(document: Document, node: Node | None = None) -> None:
+    """Line art must come from an 8-bit RGBA document and layer (what the BGRA fast path assumes)."""
+    if (document.colorModel(), document.colorDepth()) != ("RGBA", "U8"):
+        raise not_rgba8(f"The document \"{document.name() or 'untitled'}\"", document.colorModel(),
+                        document.colorDepth())
+    if node is not None and (node.colorModel(), node.colorDepth()) != ("RGBA", "U8"):
+        raise not_rgba8(f"The layer \"{node.name()}\"", node.colorModel(), node.colorDepth())
+
+
+def read_lineart(document: Document, node: Node, frame: int | None = None) -> protocol.Pixels:
+    """The layer's pixels over the whole canvas (so the result has the document's size) as BGRA Pixels."""
+    check_rgba8(document, node)
+    if node.type() not in PIXEL_LAYERS:
+        raise InputError("bad_layer", f"\"{node.name()}\" is a {node.type()}, not a layer with pixels. "
+                                      "Pick the line-art layer.")
+    w, h = document.width(), document.height()
+    if frame is not None:
+        data = bytes(node.pixelDataAtTime(0, 0, w, h, frame))
+    elif node.type() == "paintlayer":
+        data = bytes(node.pixelData(0, 0, w, h))
+    else:
+        data = bytes(node.projectionPixelData(0, 0, w, h))
+    if len(data) != w * h * 4:
+        raise InputError("bad_layer", f"Krita gave {len(data)} bytes for the {w}x{h} layer \"{node.name()}\"; "
+                                      "expected 8-bit RGBA.")
+    if is_transparent(data):
+        raise empty_layer(node.name(), frame)
+    return protocol.Pixels(w, h, "BGRA", data)
+
+
+@dataclass
+class Reference:
+    """What is sent as the reference: BGRA Pixels or encoded file bytes, and a name for the new layer."""
+    payload: object
+    name: str
+    thumbnail: object = None  # a QImage for the docker
+
+
+def _scaled_bgra(image: "QtGui.QImage", name: str) -> Reference:
+    image = image.convertToFormat(QtGui.QImage.Format.Format_ARGB32)
+    w, h = fit_within(image.width(), image.height(), MAX_REFERENCE_SIDE)
+    if (w, h) != (image.width(), image.height()):
+        image = image.scaled(w, h, QtCore.Qt.AspectRatioMode.IgnoreAspectRatio,
+                             QtCore.Qt.TransformationMode.SmoothTransformation)
+    data = image_bytes(image)
+    if is_transparent(data):
+        raise InputError("empty_reference", f"The reference \"{name}\" is empty (fully transparent). "
+                                            "Pick a layer, document or file with the colours to follow.")
+    return Reference(protocol.Pixels(w, h, "BGRA", data), name, image)
+
+
+def reference_from_node(node: Node) -> Reference:
+    rect = node.bounds()
+    if rect.isEmpty():
+        raise InputError("empty_reference", f"The reference layer \"{node.name()}\" is empty. Paint or paste "
+                                            "the reference picture into it, or pick another reference.")
+    if (node.colorModel(), node.colorDepth()) != ("RGBA", "U8"):
+        raise not_rgba8(f"The reference layer \"{node.name()}\"", node.colorModel(), node.colorDepth())
+    data = bytes(node.projectionPixelData(rect.x(), rect.y(), rect.width(), rect.height()))
+    return _scaled_bgra(image_from_bgra(data, rect.width(), rect.height()), node.name())
+
+
+def reference_from_document(document: Document) -> Reference:
+    document.waitForDone()
+    image = document.projection(0, 0, document.width(), document.height())
+    name = os.path.basename(document.fileName() or "") or document.name() or "document"
+    return _scaled_bgra(image, name)
+
+
+def reference_from_file(path: str | os.PathLike) -> Reference:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError("no_reference_file", f"The reference file {path} does not exist. Pick an image file.")
+    size = os.path.getsize(path)
+    if size > MAX_REFERENCE_FILE_BYTES:
+        raise InputError("too_large", f"The reference file is {size // 2**20} MiB; at most "
+                                      f"{MAX_REFERENCE_FILE_BYTES // 2**20} MiB. Use a smaller picture.")
+    with open(path, "rb") as f:
+        data = f.read()
+    thumb = QtGui.QImage()
+    thumb.loadFromData(data)
+    return Reference(data, os.path.basename(path), None if thumb.isNull() else thumb)
+
+
+def resolve_reference(reference) -> Reference:
+    """A Node, a Document, a file path, raw encoded bytes (PNG/JPEG/WebP), a QImage or a Reference."""
+    if isinstance(reference, Reference):
+        return reference
+    if isinstance(reference, Node):
+        return reference_from_node(reference)
+    if isinstance(reference, Document):
+        return reference_from_document(reference)
+    if isinstance(reference, QtGui.QImage):
+        return _scaled_bgra(reference, "image")
+    if isinstance(reference, (bytes, bytearray, memoryview)):
+        if not len(reference):
+            raise InputError("empty_reference", "The reference bytes are empty.")
+        if len(reference) > MAX_REFERENCE_FILE_BYTES:
+            raise InputError("too_large", "The reference image bytes are over 64 MiB. Use a smaller picture.")
+        return Reference(bytes(reference), "image")
+    if isinstance(reference, (str, os.PathLike)):
+        return reference_from_file(reference)
+    raise TypeError(f"reference must be a Node, a Document, a file path or image bytes, not "
+                    f"{type(reference).__name__}")
+
+
+# ------------------------------------------------------------------------------------------- batches
+@dataclass
+class Target:
+    """One line-art picture to colour: a layer as it is now (time None) or one keyframe of it."""
+    node: Node
+    time: int | None = None
+
+    def label(self) -> str:
+        return self.node.name() if self.time is None else f"{self.node.name()} frame {self.time}"
+
+
+@dataclass
+class Batch:
+    """Targets of one document coloured from one reference. `job`, `place` and `finish` touch Krita: call them
+    on the main thread. Single layers are placed as their answers arrive; keyframes are kept as PNG files
+    until `finish` builds the animated layer (or the per-frame layers) from all of them.
+    """
+    document: Document
+    targets: list
+    reference: Reference
+    output: str = "color"
+    resolution: int | None = None
+    as_animation: bool | None = None  # keyframes: None = one animated layer where Krita can make it
+    created: list = field(default_factory=list)
+    failures: list = field(default_factory=list)  # (label, exception)
+    notes: list = field(default_factory=list)  # why the result differs from what was asked, for the user
+    frames: dict = field(default_factory=dict)  # line-art uid -> (line node, {time: PNG path})
+    _tmp: object = None
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {self.output!r}")
+        if self.resolution is not None and not (32 <= int(self.resolution) <= 4096):
+            raise ValueError("resolution must be None (the model's own) or 32..4096")
+
+    def job(self, i: int) -> dict:
+        """The keyword arguments of Client.colorize for target i (reads its pixels; may raise InputError)."""
+        t = self.targets[i]
+        options = {"resolution": int(self.resolution)} if self.resolution else None
+        return {"lineart": read_lineart(self.document, t.node, t.time), "reference": self.reference.payload,
+                "outputs": (self.output,), "options": options, "output_layout": "BGRA"}
+
+    def place(self, i: int, outputs: dict):
+        """Add the backend's answer for target i: a new layer (returned), or a kept keyframe (None)."""
+        t = self.targets[i]
+        px = outputs[self.output]
+        w, h = self.document.width(), self.document.height()
+        if (px.width, px.height) != (w, h):
+            raise protocol.IrodoriError("protocol", f"the backend answered {px.width}x{px.height} for a {w}x{h} "
+                                                    "document")
+        bgra = to_bgra(px.width, px.height, px.layout, px.data)
+        if t.time is not None:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="irodori-frames-")
+            uid = t.node.uniqueId().toString().strip("{}")
+            path = os.path.join(self._tmp.name, f"{uid}-{t.time:06d}.png")
+            if not image_from_bgra(bgra, w, h).save(path, "PNG"):
+                raise RuntimeError(f"could not write the colour frame to {path}")
+            self.frames.setdefault(uid, (t.node, {}))[1][t.time] = path
+            return None
+        active = self.document.activeNode()
+        node = self.document.createNode(layer_name(self.output, self.reference.name), "paintlayer")
+        self._insert(t.node, node)
+        node.setPixelData(bgra, 0, 0, w, h)
+        self.created.append(node)
+        if active is not None and not same_node(self.document.activeNode(), active):
+            self.document.setActiveNode(active)  # Krita activates a new layer: keep the user's (the line art)
+        return node
+
+    def _insert(self, line: Node, node: Node) -> None:
+        (insert_above if self.output == "flattened" else insert_below)(line.parentNode(), node, line)
+
+    def finish(self) -> None:
+        """Turn the kept keyframes into layers, then refresh the canvas. Call once, after the last answer."""
+        try:
+            for _uid, (line, files) in self.frames.items():
+                node = self._animated_layer(line, files) if self.as_animation is not False else None
+                if node is None:
+                    if self.as_animation:
+                        raise RuntimeError("Krita could not make an animated colour layer: "
+                                           + "; ".join(self.notes))
+                    node = self._frame_layers(line, files)
+                self.created.append(node)
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
+            self.document.refreshProjection()
+
+    def _animated_layer(self, line: Node, files: dict):
+        """ONE animated colour layer with the line art's keyframes, or None (with a note) where that fails.
+
+        Krita 5.1's Python API cannot create a keyframe (no setPixelDataAtTime), but a duplicate of the
+        line-art layer has keyframes at exactly the same times, and setPixelData writes into the keyframe at
+        the document's current time. So: duplicate, then for each keyframe go to its time and overwrite the
+        copy's pixels with the colour picture. Every frame is read back and compared; on any mismatch the
+        copy is removed and the caller falls back to one layer per keyframe. The line art is only read.
+        (Document.importAnimation crashed Krita 5.1.5 in tests; the "add_blank_frame" action needs a
+        focused window; this needs neither, so it also works under kritarunner.)
+        """
+        doc = self.document
+        wanted = sorted(t.time for t in self.targets if t.time is not None and same_node(t.node, line))
+        if sorted(files) != wanted:
+            self.notes.append(f"one layer per keyframe: {len(wanted) - len(files)} keyframe(s) failed")
+            return None
+        node = line.duplicate()
+        for child in node.childNodes():  # masks of the line art do not belong on the colour
+            child.remove()
+        node.setName(layer_name(self.output, self.reference.name))
+        node.setOpacity(255)
+        node.setBlendingMode("normal")
+        node.setVisible(True)
+        node.setLocked(False)
+        node.setAlphaLocked(False)
+        node.setInheritAlpha(False)
+        self._insert(line, node)
+        old_time = doc.currentTime()
+        problem = None
+        try:
+            for t in wanted:
+                if not node.hasKeyframeAtTime(t):
+                    problem = f"the copy of the line art has no keyframe at frame {t}"
+                    break
+                doc.setCurrentTime(t)
+                if not _wait(doc, lambda: doc.currentTime() == t):
+                    problem = f"Krita did not go to frame {t}"
+                    break
+                image = QtGui.QImage(files[t]).convertToFormat(QtGui.QImage.Format.Format_ARGB32)
+                node.setPixelData(image_bytes(image), 0, 0, image.width(), image.height())
+            doc.waitForDone()
+            for t in wanted if problem is None else []:
+                image = QtGui.QImage(files[t]).convertToFormat(QtGui.QImage.Format.Format_ARGB32)
+                if bytes(node.pixelDataAtTime(0, 0, image.width(), image.height(), t)) != image_bytes(image):
+                    problem = f"frame {t} did not read back as written"
+                    break
+        finally:
+            doc.setCurrentTime(old_time)
+            _wait(doc, lambda: doc.currentTime() == old_time)
+        if problem:
+            self.notes.append(f"one layer per keyframe: {problem}")
+            node.remove()
+            return None
+        return node
+
+    def _frame_layers(self, line: Node, files: dict) -> Node:
+        """Fallback: a group with one layer "frame N" per keyframe N; only the frame under the timeline's
+        cursor is shown (the frames are opaque and would hide each other)."""
+        doc = self.document
+        group = doc.createGroupLayer(layer_name(self.output, self.reference.name) + " frames")
+        self._insert(line, group)
+        now = shown_keyframe(list(files), doc.currentTime())
+        for t in sorted(files):  # each new child goes on top: time order, bottom to top
+            image = QtGui.QImage(files[t]).convertToFormat(QtGui.QImage.Format.Format_ARGB32)
+            node = doc.createNode(f"frame {t}", "paintlayer")
+            group.addChildNode(node, None)
+            node.setPixelData(image_bytes(image), 0, 0, image.width(), image.height())
+            node.setVisible(t == now)
+        return group
+
+
+def _wait(document: Document, condition, seconds: float = 5.0) -> bool:
+    """Let Krita's event loop run until condition() holds (time switches and actions apply asynchronously)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        QtWidgets.QApplication.processEvents()
+        document.waitForDone()
+        time.sleep(0.002)
+    return True
+
+
+def keyframe_targets(document: Document, node: Node) -> list:
+    """One Target per keyframe of an animated layer, in time order (Krita 5.1 can read them, not write)."""
+    if not node.animated():
+        raise InputError("not_animated", f"The layer \"{node.name()}\" is not animated: it has no keyframes. "
+                                         "Colour it as a single layer instead.")
+    start, end = document.fullClipRangeStartTime(), document.fullClipRangeEndTime()
+    times = [t for t in range(min(start, 0), max(end, start) + 1) if node.hasKeyframeAtTime(t)]
+    if not times:
+        raise InputError("not_animated", f"The layer \"{node.name()}\" has no keyframe inside the animation's "
+                                         f"range ({start}-{end}).")
+    if len(times) > MAX_KEYFRAMES:
+        raise InputError("too_many_frames", f"{len(times)} keyframes; at most {MAX_KEYFRAMES} per run.")
+    return [Target(node, t) for t in times]
+
+
+def selected_layers(document: Document) -> list:
+    """The layers selected in the active view, or the active layer when there is no view (kritarunner)."""
+    window = Krita.instance().activeWindow()
+    view = window.activeView() if window is not None else None
+    shown = view.document() if view is not None else None
+    if shown is not None and same_node(shown.rootNode(), document.rootNode()):
+        nodes = [n for n in view.selectedNodes() if n.type() in PIXEL_LAYERS]
+        if nodes:
+            return nodes
+    active = document.activeNode()
+    return [active] if active is not None else []
+
+
+def client_factory(endpoint: str, timeout: float, registry: list | None = None):
+    """A factory for protocol.colorize_many; every Client made is also put in `registry` (to cancel it)."""
+    def make() -> protocol.Client:
+        client = protocol.Client(endpoint, timeout=timeout)
+        if registry is not None:
+            registry.append(client)
+        return client
+    return make
+
+
+def run_batch(batch: Batch, endpoint: str = DEFAULT_ENDPOINT, timeout: float = DEFAULT_TIMEOUT,
+              max_in_flight: int = 2, on_progress=None) -> Batch:
+    """Colour every target of the batch on this (Krita's main) thread; requests overlap up to max_in_flight.
+
+    A target that fails is recorded in batch.failures and the rest go on, except when the backend is gone or
+    the call was cancelled: then nothing more is sent.
+    """
+    clients: list = []
+    index_of: list = []  # job number (as colorize_many counts) -> target index
+
+    def jobs():
+        for i in range(len(batch.targets)):
+            if stop:
+                return
+            try:
+                job = batch.job(i)
+            except InputError as exc:
+                batch.failures.append((batch.targets[i].label(), exc))
+                continue
+            index_of.append(i)
+            yield job
+
+    stop = False
+    done = 0
+    results = protocol.colorize_many(client_factory(endpoint, timeout, clients), jobs(), max_in_flight)
+    try:
+        for n, outcome in results:
+            i = index_of[n]
+            done += 1
+            if isinstance(outcome, Exception):
+                batch.failures.append((batch.targets[i].label(), outcome))
+                if getattr(outcome, "code", "") in STOP_CODES:
+                    stop = True
+                    for c in clients:
+                        c.cancel()
+                    break
+            else:
+                try:
+                    batch.place(i, outcome)
+                except (protocol.IrodoriError, ValueError, RuntimeError) as exc:
+                    batch.failures.append((batch.targets[i].label(), exc))
+            if on_progress is not None:
+                on_progress(done, len(batch.targets))
+    finally:
+        results.close()
+    batch.finish()
+    return batch
+
+
+class BatchError(Exception):
+    """Some targets failed. `.nodes`: the layers that were made; `.failures`: (layer, exception) pairs."""
+
+    def __init__(self, nodes: list, failures: list) -> None:
+        lines = [f"{label}: {getattr(exc, 'message', None) or exc}" for label, exc in failures]
+        super().__init__(f"{len(failures)} of {len(nodes) + len(failures)} failed:\n" + "\n".join(lines))
+        self.nodes, self.failures = nodes, failures
+
+
+# ------------------------------------------------------------------------------------------- public API
+def colorize_layer(document: Document, line_node: Node, reference, endpoint: str = DEFAULT_ENDPOINT,
+                   output: str = "color", timeout: float = DEFAULT_TIMEOUT, resolution: int | None = None) -> Node:
+    """Colour one line-art layer; returns the new layer (the line-art layer itself is never changed).
+
+    reference: a Node, a Document, an image file path, or encoded image bytes (PNG/JPEG/WebP).
+    output: "color" (a layer directly under the line art), "flattened" (colour x line art, a layer directly
+    above it) or "flats" (flat colour regions, under it). Raises InputError for a bad document or layer,
+    protocol.BackendUnavailable when no backend answers within `timeout`, protocol.IrodoriError otherwise;
+    no layer is added when it raises.
+    """
+    batch = Batch(document, [Target(line_node)], resolve_reference(reference), output, resolution)
+    run_batch(batch, endpoint, timeout, max_in_flight=1)
+    if batch.failures:
+        raise batch.failures[0][1]
+    return batch.created[0]
+
+
+def colorize_selected(reference, document: Document | None = None, nodes: list | None = None,
+                      endpoint: str = DEFAULT_ENDPOINT, output: str = "color", timeout: float = DEFAULT_TIMEOUT,
+                      resolution: int | None = None, max_in_flight: int = 2) -> list:
+    """Colour every selected layer (or `nodes`) of the document from one reference; returns the new layers.
+
+    The reference layer itself is skipped when it is selected. Raises BatchError (with .nodes made so far)
+    when some layers failed.
+    """
+    document = document or Krita.instance().activeDocument()
+    if document is None:
+        raise InputError("no_document", "No document is open. Open the line art first.")
+    ref = resolve_reference(reference)
+    nodes = list(nodes) if nodes is not None else selected_layers(document)
+    if isinstance(reference, Node):
+        nodes = [n for n in nodes if not same_node(n, reference)]
+    if not nodes:
+        raise InputError("no_layers", "No line-art layer is selected. Select the layers to colour.")
+    batch = Batch(document, [Target(n) for n in nodes], ref, output, resolution)
+    run_batch(batch, endpoint, timeout, max_in_flight)
+    if batch.failures:
+        raise BatchError(batch.created, batch.failures)
+    return batch.created
+
+
+def colorize_keyframes(document: Document, line_node: Node, reference, endpoint: str = DEFAULT_ENDPOINT,
+                       output: str = "color", timeout: float = DEFAULT_TIMEOUT, resolution: int | None = None,
+                       max_in_flight: int = 2, as_animation: bool | None = None) -> Node:
+    """Colour every keyframe of an animated line-art layer; returns the new animated layer (or group).
+
+    The result is ONE animated colour layer directly under the line art, with a keyframe at each of the
+    line art's keyframe times (see Batch._animated_layer for how, given Krita 5.1's Python API). When that
+    cannot be done (some keyframes failed, or Krita misbehaves; or as_animation=False) it is a group
+    "Irodori colour (ref) frames" holding a layer "frame N" per keyframe N, bottom to top in time order, of
+    which only the frame under the timeline's cursor is visible. as_animation=True raises instead of falling
+    back. Nothing is added until every frame is answered. Raises BatchError when some frames failed.
+    """
+    ref = resolve_reference(reference)
+    batch = Batch(document, keyframe_targets(document, line_node), ref, output, resolution, as_animation)
+    run_batch(batch, endpoint, timeout, max_in_flight)
+    if batch.failures:
+        raise BatchError(batch.created, batch.failures)
+    return batch.created[0]
+
+
+def backend_info(endpoint: str = DEFAULT_ENDPOINT, timeout: float = 5.0) -> dict:
+    """The backend's `info` (model, device, limits); raises BackendUnavailable when nothing answers."""
+    with protocol.Client(endpoint, timeout=timeout) as client:
+        return client.info()
