@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -47,6 +48,19 @@ class ModelConfig:
     @property
     def mid_channels(self) -> int:
         return self.base_channels * self.channel_mults[-1]
+
+
+def read_json(path: str | Path, what: str, max_bytes: int = 64 * 1024 * 1024) -> Any:
+    """A JSON file of bounded size, with errors that name the file and say what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {path} does not exist")
+    if path.stat().st_size > max_bytes:
+        raise ValueError(f"{what} {path} is larger than {max_bytes} bytes")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} {path} is not valid JSON: {exc}") from exc
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

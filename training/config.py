@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backend.config import ModelConfig, apply_overrides, from_dict, to_dict
+from backend.config import ModelConfig, apply_overrides, from_dict, read_json, to_dict
 
 EXTRACTORS = ("dilate", "xdog", "highpass")
 GAN_MODES = ("acgan", "acgan_paper", "lsgan", "dcgan")
@@ -190,12 +190,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config {path} does not exist (see training/configs/ for examples)")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ValueError(f"config {path} is larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"config {path} is not valid JSON: {exc}") from exc
+    data = read_json(path, "config", MAX_CONFIG_BYTES)
     try:
         cfg = from_dict(TrainConfig, data, str(path))
         return apply_overrides(TrainConfig, cfg, overrides or [])

@@ -60,6 +60,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from scipy import ndimage
 
+from backend.config import read_json
+
 EVAL_SEED_BASE = 10_000_000  # held-out seeds start here; training must stay below
 DEFAULT_COUNT = 24
 MAX_COUNT = 100_000
@@ -283,12 +285,7 @@ def seeds_from_folder(folder: str | Path) -> tuple[list[int], list[int]]:
     path = Path(folder) / "meta.json"
     if not path.is_file():
         raise ValueError(f"{path} is missing: --data takes a folder written by `irodori synth`")
-    if path.stat().st_size > MAX_META_BYTES:
-        raise ValueError(f"{path} is larger than {MAX_META_BYTES} bytes")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc})") from exc
+    meta = read_json(path, "synth metadata", MAX_META_BYTES)
     if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("irodori-synth/"):
         raise ValueError(f"{path} is not an `irodori synth` meta.json (no format irodori-synth/...)")
     items = meta.get("items")
