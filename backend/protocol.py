@@ -555,6 +555,7 @@ class _PyzmqTransport:
         events = (self.ev_ok | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED | _EVENTS["HANDSHAKE_FAILED_AUTH"]
                   | _EVENTS["HANDSHAKE_FAILED_NO_DETAIL"] | _EVENTS["HANDSHAKE_FAILED_PROTOCOL"])
         self.monitor = self.sock.get_monitor_socket(events)
+        self.curve = curve is not None
         self.connected = False
         self.sock.connect(endpoint)
 
@@ -563,8 +564,18 @@ class _PyzmqTransport:
         from zmq.utils.monitor import recv_monitor_message
 
         zmq = self.zmq
+        events = []
         while self.monitor.poll(0):
-            event = recv_monitor_message(self.monitor)["event"]
+            events.append(recv_monitor_message(self.monitor)["event"])
+        early_drop = (zmq.EVENT_DISCONNECTED, zmq.EVENT_CONNECT_RETRIED)
+        if self.curve and not self.connected and any(e in early_drop for e in events):
+            # a refused CURVE key also drops the connection: give the (more useful) auth event a moment to arrive
+            while self.monitor.poll(200):
+                events.append(recv_monitor_message(self.monitor)["event"])
+        failures = {_EVENTS["HANDSHAKE_FAILED_AUTH"], _EVENTS["HANDSHAKE_FAILED_PROTOCOL"],
+                    _EVENTS["HANDSHAKE_FAILED_NO_DETAIL"]}
+        events.sort(key=lambda e: e not in failures)  # handshake failures explain a drop: report them first
+        for event in events:
             if event == self.ev_ok:
                 self.connected = True
             elif event == zmq.EVENT_CONNECT_RETRIED and not self.connected:
