@@ -31,7 +31,7 @@ import zmq
 
 from backend import __version__
 from backend import protocol as P
-from backend.server import (DISCONNECT, DRAINING, HEARTBEAT, READY, REPLY, REQUEST, WORKER_PROTO,
+from backend.server import (DISCONNECT, DRAINING, HEARTBEAT, READY, REPLY, REQUEST, WORKER_PROTO, Service,
                             install_signal_handlers)
 
 log = logging.getLogger("irodori.broker")
@@ -77,7 +77,9 @@ class Pending:
     worker: bytes | None = None
 
 
-class Broker:
+class Broker(Service):
+    name = "broker"
+
     def __init__(self, config: BrokerConfig = BrokerConfig()) -> None:
         self.config = config
         self.ready = threading.Event()
@@ -92,23 +94,6 @@ class Broker:
         self._keys = itertools.count(1)
         self._limits = None  # the first worker's limits: lets the broker refuse bad requests itself
         self._alone_since: float | None = None  # since when no worker can take work
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def start_thread(self, timeout: float = 10.0) -> threading.Thread:
-        t = threading.Thread(target=self._run_catching, name="irodori-broker", daemon=True)
-        t.start()
-        if not self.ready.wait(timeout) or self.error:
-            raise RuntimeError(f"broker did not start: {self.error}")
-        return t
-
-    def _run_catching(self) -> None:
-        try:
-            self.run()
-        except BaseException as exc:
-            self.error = exc
-            self.ready.set()
 
     # ------------------------------------------------------------------------------ sockets
     def _socket(self, endpoint: str) -> zmq.Socket:

@@ -71,8 +71,40 @@ class Job:
     received: float = field(default_factory=time.monotonic)
 
 
-class Server:
+class Service:
+    """What the server and the broker share: `run()` blocks until `stop()` (thread-safe, also from signal
+    handlers); `start_thread()` runs it in a daemon thread and waits until it listens (tests, embedding)."""
+
+    name = "service"
+    ready: threading.Event
+    error: BaseException | None
+    _stop: threading.Event
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def start_thread(self, timeout: float = 30.0) -> threading.Thread:
+        t = threading.Thread(target=self._run_catching, name=f"irodori-{self.name}", daemon=True)
+        t.start()
+        if not self.ready.wait(timeout) or self.error:
+            raise RuntimeError(f"{self.name} did not start: {self.error}")
+        return t
+
+    def _run_catching(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # reported by start_thread
+            self.error = exc
+            self.ready.set()
+
+
+class Server(Service):
     """Serves one Colorizer. `run()` blocks until `stop()` (thread-safe, also from signal handlers)."""
+
+    name = "server"
 
     def __init__(self, colorizer: Any, config: ServerConfig = ServerConfig(), limits: Limits | None = None) -> None:
         self.colorizer, self.config = colorizer, config
@@ -90,24 +122,6 @@ class Server:
         self._info = self._make_info()
 
     # ------------------------------------------------------------------------------ public
-    def stop(self) -> None:
-        self._stop.set()
-
-    def start_thread(self, timeout: float = 30.0) -> threading.Thread:
-        """Run in a daemon thread and wait until it listens (tests, embedding)."""
-        t = threading.Thread(target=self._run_catching, name="irodori-serve", daemon=True)
-        t.start()
-        if not self.ready.wait(timeout) or self.error:
-            raise RuntimeError(f"server did not start: {self.error}")
-        return t
-
-    def _run_catching(self) -> None:
-        try:
-            self.run()
-        except BaseException as exc:  # reported by start_thread
-            self.error = exc
-            self.ready.set()
-
     def run(self) -> None:
         worker = threading.Thread(target=self._model_loop, name="irodori-model", daemon=True)
         pull = self._ctx.socket(zmq.PULL)
