@@ -464,21 +464,13 @@ class ServerProcess:
                                      cwd=str(ROOT))
 
     def wait_ready(self, timeout: float = 300.0) -> None:
-        from backend.protocol import Client, IrodoriError
+        from backend.protocol import IrodoriError, wait_until_serving
 
-        deadline = time.monotonic() + timeout
-        with Client(self.endpoint, timeout=2.0) as client:
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"irodori serve exited with {self.proc.returncode}:\n{self._log_tail()}")
-                try:
-                    client.ping()
-                    return
-                except IrodoriError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"irodori serve did not answer within {timeout:.0f} s:\n"
-                                           f"{self._log_tail()}") from None
-                    time.sleep(0.2)
+        try:
+            wait_until_serving(self.endpoint, timeout, exited=lambda: self.proc.poll() is not None)
+        except IrodoriError as exc:
+            raise RuntimeError(f"irodori serve did not start ({exc}; exit code {self.proc.poll()}):\n"
+                               f"{self._log_tail()}") from None
 
     def peak_rss_mib(self) -> float | None:
         try:

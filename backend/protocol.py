@@ -831,6 +831,24 @@ def _input(role: str, image: Any) -> tuple[dict, Any]:
     return desc, image.data
 
 
+def wait_until_serving(endpoint: str, timeout: float = 90.0, exited: Callable[[], bool] | None = None,
+                       interval: float = 0.2) -> None:
+    """Ping until a backend answers (loading a model takes seconds). Raises BackendUnavailable when
+    `timeout` passes or `exited()` says the process that should serve has ended."""
+    deadline = time.monotonic() + timeout
+    with Client(endpoint, timeout=2.0) as client:
+        while True:
+            if exited is not None and exited():
+                raise _unavailable(endpoint, "the server process exited")
+            try:
+                client.ping()
+                return
+            except IrodoriError:
+                if time.monotonic() > deadline:
+                    raise _unavailable(endpoint, f"nothing answered within {timeout:.0f} s") from None
+                time.sleep(interval)
+
+
 def colorize_many(client_factory: Callable[[], Client], jobs: Iterable[dict], max_in_flight: int = 4
                   ) -> Iterator[tuple[int, Any]]:
     """Run `client.colorize(**job)` for every job with up to `max_in_flight` requests outstanding.

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.protocol import Client, IrodoriError
+from backend.protocol import wait_until_serving as protocol_wait
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,18 +76,10 @@ class Process:
 
 def wait_until_serving(endpoint: str, proc: Process, timeout: float = 90.0) -> None:
     """Ping until the server answers (model loading takes seconds)."""
-    deadline = time.monotonic() + timeout
-    with Client(endpoint, timeout=2.0) as client:
-        while True:
-            if proc.proc.poll() is not None:
-                raise AssertionError(f"server exited with {proc.proc.returncode}:\n{proc.log[-3000:]}")
-            try:
-                client.ping()
-                return
-            except IrodoriError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"server at {endpoint} did not answer in {timeout} s:\n{proc.log[-3000:]}")
-                time.sleep(0.2)
+    try:
+        protocol_wait(endpoint, timeout, exited=lambda: proc.proc.poll() is not None)
+    except IrodoriError as exc:
+        raise AssertionError(f"{exc} (exit code {proc.proc.poll()}):\n{proc.log[-3000:]}") from None
 
 
 def start_server(endpoint: str, checkpoint: Path, *extra: str) -> Process:

@@ -80,16 +80,10 @@ def backend(installed_plugin, tiny_checkpoint, tmp_path_factory):
                                  "--checkpoint", str(tiny_checkpoint)], cwd=ROOT, stdout=log_file,
                                 stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        with protocol.Client(endpoint, timeout=2.0) as client:
-            while True:
-                try:
-                    client.ping()
-                    break
-                except protocol.IrodoriError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"the backend did not start:\n{log.read_text()[-3000:]}") from None
-                    time.sleep(0.3)
+        try:
+            protocol.wait_until_serving(endpoint, 120, exited=lambda: proc.poll() is not None, interval=0.3)
+        except protocol.IrodoriError:
+            raise RuntimeError(f"the backend did not start:\n{log.read_text()[-3000:]}") from None
         yield endpoint
     finally:
         proc.terminate()
