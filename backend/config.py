@@ -10,6 +10,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+SEEDED_VGG_KINDS = ("random", "looks-linear")  # offline VGG19 weights drawn from a seed (backend.model)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Residual U-net + frozen VGG19 style encoder (Style2paints V1, arXiv 1706.03319).
@@ -23,7 +26,7 @@ class ModelConfig:
     blocks_per_level: int = 1  # residual blocks per encoder/decoder level
     mid_blocks: int = 4  # residual blocks at the mid level, where the style vector is added
     style_every_block: bool = True  # add the style vector before every mid block, not only the first
-    vgg_weights: str = "random:0"  # "imagenet" (torchvision) or "random:SEED" (offline, deterministic)
+    vgg_weights: str = "random:0"  # "imagenet" (torchvision), or offline and deterministic: "random:SEED" or "looks-linear:SEED"
     reference_size: int = 224  # the reference is resized to this square before VGG19
     guide_channels: int = 32  # width of the guide decoders' last layer (training only)
     residual_scale: float = 0.1  # init scale of each block's last conv: keeps an unnormalised deep net stable
@@ -33,9 +36,10 @@ class ModelConfig:
             raise ValueError("channel_mults needs at least two scales (a full-resolution one and a mid level)")
         if self.resolution % self.multiple or self.resolution < self.multiple:
             raise ValueError(f"resolution {self.resolution} must be a positive multiple of {self.multiple}")
-        if self.vgg_weights != "imagenet" and not self.vgg_weights.startswith("random:"):
-            raise ValueError(f"vgg_weights must be 'imagenet' or 'random:SEED', not {self.vgg_weights!r}")
-        if self.vgg_weights.startswith("random:") and not self.vgg_weights[7:].isdigit():
+        kind, _, seed = self.vgg_weights.partition(":")
+        if self.vgg_weights != "imagenet" and kind not in SEEDED_VGG_KINDS:
+            raise ValueError(f"vgg_weights must be 'imagenet', 'random:SEED' or 'looks-linear:SEED', not {self.vgg_weights!r}")
+        if kind in SEEDED_VGG_KINDS and not seed.isdigit():
             raise ValueError(f"vgg_weights {self.vgg_weights!r}: SEED must be a non-negative integer")
         if self.reference_size < 32:
             raise ValueError("reference_size must be at least 32 (VGG19 downsamples 32x)")

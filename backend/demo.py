@@ -54,4 +54,13 @@ def main(args: argparse.Namespace) -> int:
     picture = save_image(args.out / "demo.png", grid)
     print(f"wrote {len(sketches) * len(references)} coloured images and the overview {picture}")
     print("each row: sketch | reference A | result A | reference B | result B ...")
+
+    # Flats of the first sketch with the first reference: what a colourist gets to shade.
+    sketch = load_image(sketches[0])
+    result = colorizer.colorize(sketch, refs[0], ("color", "flats"))
+    ink = (sketch if sketch.ndim == 2 else sketch[..., 0]).astype(np.float32)[..., None] / 255.0
+    under_lines = (result["flats"] * ink + 0.5).astype(np.uint8)
+    flats_picture = save_image(args.out / "flats.png", side_by_side(
+        [sketch, refs[0], result["color"], result["flats"], under_lines], height=192))
+    print(f"and {flats_picture}: line art | reference | colour | flats | flats under the line art")
     return 0

@@ -11,7 +11,7 @@ vectorised steps, all at full canvas resolution (no Python loop over pixels or r
    closed shape the ball does not fit in) becomes a region of its own; a piece that holds several seeds
    (their paper touches through a closed gap, or a neck narrower than the ball) is split by nearest seed.
    Tiny regions (< min_region px) and the pixels under the lines go to the region of the nearest seed
-   (chamfer distance transform with indices), so every pixel has a label and the fills of neighbouring
+   (OpenCV's distance transform with nearest-pixel labels), so every pixel has a label and the fills of neighbouring
    regions meet under the lines, about half way across them.
 2. fill(): each region gets the per-channel median of the model's colour in CIE Lab (robust to stray
    pixels, unlike the mean), found with one sort of (label, value) keys per channel. flats() lets only
@@ -30,8 +30,8 @@ import time
 import tracemalloc
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
-from scipy import ndimage
 
 MAX_PIXELS = 8192 * 8192  # ~64 Mpx: the whole pipeline then needs a few GB; refuse anything larger
 MAX_GAP = 64  # px; the ball costs O(gap) passes over the image, and a big ball eats real detail
@@ -104,6 +104,26 @@ def _dilate_disk(mask: np.ndarray, r: int) -> np.ndarray:
     return out
 
 
+def _components(mask: np.ndarray) -> tuple[int, np.ndarray]:
+    """4-connected components of a bool mask: (count, int32 labels 0..count with 0 = outside the mask).
+
+    OpenCV's labelling (Spaghetti/SAUF decision trees) is several times faster than scipy.ndimage.label on
+    large canvases; both give the same partition."""
+    n, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    return n - 1, labels
+
+
+def _nearest(known: np.ndarray, labels: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The label of the nearest `known` pixel (chessboard distance) for every pixel in `where`.
+
+    OpenCV's distance transform with DIST_LABEL_PIXEL numbers the known pixels 1..n in raster order and
+    gives every pixel the number of its nearest one: one pass in C, no (2, H, W) index arrays."""
+    _, nearest = cv2.distanceTransformWithLabels((~known).view(np.uint8), cv2.DIST_C, 3,
+                                                 labelType=cv2.DIST_LABEL_PIXEL)
+    lut = labels.ravel()[np.flatnonzero(known.ravel())]
+    return lut[nearest[where] - 1]
+
+
 def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig()) -> np.ndarray:
     """Label the closed regions of line art; every pixel (ink included) gets a label >= 1.
 
@@ -115,7 +135,7 @@ def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig()) -> np.ndarray
     H, W = line.shape
     ink = line < config.line_threshold
     paper = ~ink
-    four = ndimage.generate_binary_structure(2, 1)  # 4-connected paper: 8-connected ink lines are walls
+    # Paper is labelled 4-connected, so an 8-connected (diagonal, 1 px) ink line is a wall.
 
     # Ball centres: paper pixels more than r from ink and from the canvas edge (the edge is a wall, so a
     # line that stops just short of the edge still closes).
@@ -130,27 +150,28 @@ def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig()) -> np.ndarray
         del blocked
     else:
         centres = paper
-    seeds, n_seeds = ndimage.label(centres, structure=four, output=np.int32)
+    n_seeds, seeds = _components(centres)
     del centres
-    pieces, n_pieces = ndimage.label(paper, structure=four, output=np.int32)  # paper without closing
+    n_pieces, pieces = _components(paper)  # paper without closing
 
-    # For each connected piece of paper: which seed it holds (any one), and whether it holds several.
-    has_seed = seeds > 0
-    piece_of_seed = pieces[has_seed]
-    seed_vals = seeds[has_seed]
+    # Each seed lies inside exactly one piece of paper (seeds are paper, 4-connected). Which piece: one
+    # scatter over the image (every pixel of a seed writes the same piece). Then per piece: how many seeds.
+    piece_of_seed = np.zeros(n_seeds + 1, np.int32)
+    piece_of_seed[seeds.ravel()] = pieces.ravel()
+    seeds_in_piece = np.bincount(piece_of_seed[1:], minlength=n_pieces + 1)
     rep = np.zeros(n_pieces + 1, np.int32)
-    rep[piece_of_seed] = seed_vals  # with repeated indices one of the values lands: some seed of the piece
-    multi = np.zeros(n_pieces + 1, bool)
-    multi[piece_of_seed[rep[piece_of_seed] != seed_vals]] = True
-    del piece_of_seed, seed_vals
-    # Pieces without a seed (closed shapes too small for the ball) become regions of their own.
-    seedless = rep == 0
+    rep[piece_of_seed[1:]] = np.arange(1, n_seeds + 1, dtype=np.int32)  # a piece's only seed, where it has one
+    # Pieces without a seed (closed shapes too small for the ball) become regions of their own; pieces with
+    # several (joined through a closed gap) get 0 here and are split below by nearest seed.
+    seedless = seeds_in_piece == 0
     seedless[0] = False  # index 0 is ink, not a piece
     rep[seedless] = n_seeds + 1 + np.arange(int(seedless.sum()), dtype=np.int32)
-    rep[multi] = 0  # pieces joined through a closed gap: split below by nearest seed
+    rep[seeds_in_piece > 1] = 0
     rep[0] = 0
-    labels = np.where(has_seed, seeds, np.take(rep, pieces))
-    del seeds, pieces, ink, paper
+    # A seed pixel keeps its seed; any other paper pixel takes its piece's region (0 in a multi-seed piece).
+    labels = np.take(rep, pieces)
+    np.maximum(labels, seeds, out=labels)
+    del pieces, ink, paper
 
     # Tiny regions give their pixels up to a neighbour (counted over the pixels labelled so far).
     counts = np.bincount(labels.ravel())
@@ -170,12 +191,9 @@ def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig()) -> np.ndarray
     # already-labelled rim pixels of the region across the line.
     unknown = labels == 0
     if unknown.any():
-        known = (labels > 0) & (has_seed | (labels > n_seeds))
-        idx = ndimage.distance_transform_cdt(~known, metric="chessboard", return_distances=False,
-                                             return_indices=True)
-        del known
-        labels[unknown] = labels[idx[0][unknown], idx[1][unknown]]
-        del idx
+        known = (labels > 0) & ((seeds > 0) | (labels > n_seeds))
+        labels[unknown] = _nearest(known, labels, unknown)
+    del seeds
 
     # Consecutive labels 1..K: the labels that survive are exactly the non-tiny ones seen above.
     present = (counts > 0) & ~tiny
@@ -240,6 +258,8 @@ def _lab_to_rgb(L: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 _Q = 1 << 16
 _LAB_RANGE = ((0.0, 100.0), (-128.0, 128.0), (-128.0, 128.0))
 _CHUNK = 1 << 18  # pixels per Lab conversion step
+SAMPLE_STRIDE = 2  # big regions vote with every 2nd pixel of every 2nd row (see fill())
+MIN_SAMPLES = 64  # ... when that leaves at least this many voters; smaller regions vote with all pixels
 
 
 def fill(labels: np.ndarray, color: np.ndarray, vote: np.ndarray | None = None) -> np.ndarray:
@@ -251,6 +271,11 @@ def fill(labels: np.ndarray, color: np.ndarray, vote: np.ndarray | None = None) 
     its pixels). Returns (H, W, 3) uint8. The median ignores up to half the pixels of a region being stray
     colours (line bleed, speckles) where a mean would smear them in. It is the lower median of the
     quantised Lab values, found by sorting packed (label, value) integer keys, one sort per channel.
+
+    A region with at least MIN_SAMPLES voting pixels on the grid of every SAMPLE_STRIDE-th row and column
+    votes with those grid pixels only (a quarter of them at stride 2: the model's output is a smooth
+    upscale, so the median barely moves, and the Lab conversion and sorts cost a quarter); a smaller region
+    votes with all of its pixels.
     """
     _check_image(color, "color", 3)
     _check_uint8(color, "color")
@@ -261,26 +286,33 @@ def fill(labels: np.ndarray, color: np.ndarray, vote: np.ndarray | None = None) 
         raise TypeError(f"labels must be integers, got {labels.dtype}")
     if labels.min() < 0 or labels.max() > labels.size:
         raise ValueError("labels must be in 0..H*W; pass segment()'s output or relabel consecutively")
-    flat_labels = labels.ravel().astype(np.int64 if labels.max() >= 1 << 31 else np.int32, copy=False)
-    n = int(flat_labels.max()) + 1  # labels 0..n-1; label n collects the pixels that do not vote
-    sample_labels = flat_labels
+    if vote is not None and (not isinstance(vote, np.ndarray) or vote.shape != labels.shape or vote.dtype != bool):
+        raise ValueError(f"vote must be a bool array of shape {labels.shape}")
+    labels = labels.astype(np.int64 if labels.max() >= 1 << 31 else np.int32, copy=False)
+    n = int(labels.max()) + 1  # labels 0..n-1
+    H, W = labels.shape
+
+    # Which pixels vote: the strided grid's voters in regions big enough, every pixel elsewhere.
+    s = SAMPLE_STRIDE
+    grid_labels = labels[::s, ::s]
+    grid_vote = vote[::s, ::s] if vote is not None else np.ones(grid_labels.shape, bool)
+    sparse = np.bincount(grid_labels[grid_vote], minlength=n) >= MIN_SAMPLES
+    k = np.flatnonzero(grid_vote & np.take(sparse, grid_labels))
+    grid_idx = (k // grid_labels.shape[1]) * (s * W) + (k % grid_labels.shape[1]) * s
+    dense = ~np.take(sparse, labels)  # pixels of the regions that vote with all of their pixels
     if vote is not None:
-        if not isinstance(vote, np.ndarray) or vote.shape != labels.shape or vote.dtype != bool:
-            raise ValueError(f"vote must be a bool array of shape {labels.shape}")
-        sel = vote.ravel()
-        sample_labels = np.where(sel, flat_labels, n)
-        counts = np.bincount(sample_labels, minlength=n + 1)
-        voteless = (counts[:n] == 0) & (np.bincount(flat_labels, minlength=n) > 0)
-        if voteless.any():
-            sample_labels = np.where(sel | np.take(voteless, flat_labels), flat_labels, n)
-            counts = np.bincount(sample_labels, minlength=n + 1)
-    else:
-        counts = np.bincount(sample_labels, minlength=n + 1)
-    used = np.flatnonzero(counts[:n])
+        present = np.bincount(labels[dense], minlength=n) > 0
+        voteless = present & (np.bincount(labels[dense & vote], minlength=n) == 0)
+        dense &= (vote | np.take(voteless, labels)) if voteless.any() else vote
+    idx = np.concatenate([grid_idx, np.flatnonzero(dense)])
+    del dense, k, grid_idx
+    sample_labels = labels.ravel()[idx]
+    counts = np.bincount(sample_labels, minlength=n)
+    used = np.flatnonzero(counts)
     mid = (np.cumsum(counts) - counts)[used] + (counts[used] - 1) // 2  # lower median's position
 
     # Quantised Lab per channel, converted in chunks so the float temporaries stay small and in cache.
-    rgb = color.reshape(-1, 3)
+    rgb = color.reshape(-1, 3)[idx]
     q = np.empty((3, len(rgb)), np.uint16)
     lo = np.array([r[0] for r in _LAB_RANGE], np.float32)
     step = np.array([(r[1] - r[0]) / _Q for r in _LAB_RANGE], np.float32)
@@ -322,13 +354,18 @@ def shading(color: np.ndarray, flats: np.ndarray) -> np.ndarray:
     return np.clip(diff, 0, 255).astype(np.uint8)
 
 
-def flats(line: np.ndarray, color: np.ndarray, config: FlatsConfig = FlatsConfig()) -> np.ndarray:
-    """segment() then fill(): (H, W) uint8 line art + (H, W, 3) uint8 colour -> (H, W, 3) uint8 flats."""
+def flats(line: np.ndarray, color: np.ndarray, config: FlatsConfig = FlatsConfig(),
+          labels: np.ndarray | None = None) -> np.ndarray:
+    """segment() then fill(): (H, W) uint8 line art + (H, W, 3) uint8 colour -> (H, W, 3) uint8 flats.
+
+    `labels`: segment(line, config) computed beforehand (the pipeline runs it while the model works)."""
     _check_image(color, "color", 3)
     if color.shape[:2] != line.shape[:2]:
         raise ValueError(f"line {line.shape} and color {color.shape} must have the same height and width; "
                          "resize the model output to the canvas first")
-    return fill(segment(line, config), color, vote=line >= config.line_threshold)
+    if labels is None:
+        labels = segment(line, config)
+    return fill(labels, color, vote=line >= config.line_threshold)
 
 
 # ----------------------------------------------------------------------------- benchmark

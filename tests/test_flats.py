@@ -364,3 +364,40 @@ def test_regions_of_a_synthetic_character_follow_its_parts(seed):
     assert _purity(labels, r.mask, r.line >= 128) >= 0.975
     out = flats(r.line, r.color)
     assert (_colours_per_label(labels, out)[1:] == 1).all()
+
+
+def test_big_regions_vote_on_a_grid_and_small_ones_with_every_pixel():
+    from backend.flats import MIN_SAMPLES, SAMPLE_STRIDE, _lab_to_rgb, _rgb_to_lab
+
+    labels = np.ones((120, 120), np.int32)
+    labels[100:110, 100:110] = 2  # 100 px: 25 on the stride-2 grid, fewer than MIN_SAMPLES
+    assert SAMPLE_STRIDE == 2 and 25 < MIN_SAMPLES
+    yy, xx = np.mgrid[0:120, 0:120]
+    color = np.stack([xx * 2, yy * 2, (xx + yy) // 2], axis=-1).astype(np.uint8)  # a smooth gradient
+    # Region 2: its 25 grid pixels and 24 more are blue, the other 51 red. All pixels vote: red wins;
+    # the grid alone would have said blue.
+    small = np.zeros((10, 10), bool)
+    small[::2, ::2] = True
+    small[1::2, 1::2] = True
+    small[1, 1] = False
+    assert small.sum() == 49
+    color[100:110, 100:110] = np.where(small[..., None], (0, 0, 255), (255, 0, 0))
+    out = fill(labels, color)
+    assert (out[labels == 2] == (255, 0, 0)).all()
+    # Region 1 votes with its grid pixels: within a step or two of the exact median over all its pixels.
+    L, a, b = _rgb_to_lab(color[labels == 1])
+    exact = _lab_to_rgb(*(np.median(v).reshape(1).astype(np.float64) for v in (L, a, b)))[0]
+    assert np.abs(out[0, 0].astype(int) - exact).max() <= 2
+    assert len(np.unique(out[labels == 1], axis=0)) == 1
+
+
+def test_pipeline_flats_equal_flats_of_its_own_colour_layer(tiny_checkpoint):
+    # The pipeline segments on a worker thread while the model runs; the result must be exactly what
+    # flats() gives for the same line art and colour layer.
+    from backend.pipeline import Colorizer
+
+    line, _ = bench_images(256, seed=3)
+    ref = _noisy_color((64, 64), seed=4)
+    out = Colorizer(tiny_checkpoint).colorize(line, ref, ("color", "flats", "shading"))
+    assert np.array_equal(out["flats"], flats(line, out["color"]))
+    assert np.array_equal(out["shading"], shading(out["color"], out["flats"]))

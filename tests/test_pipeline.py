@@ -80,6 +80,24 @@ def test_batch_equals_single(colorizer):
         assert np.abs(single.astype(int) - got["color"].astype(int)).max() <= 1
 
 
+def test_colour_layer_in_8_bits_matches_the_float_resize():
+    # On the CPU the colour layer is clamped and rounded to 8 bits at the model's size and resized in 8 bits;
+    # it must stay within one step of resizing the clamped floats and rounding at full size, up and down.
+    import torch
+    import torch.nn.functional as F
+
+    from backend.pipeline import colour_layer
+
+    colour = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1  # a bit out of range
+    for size in [(333, 517), (40, 56), (17, 23)]:
+        got = colour_layer(colour, size)
+        shrink = size[0] < 40
+        ref = F.interpolate(colour.clamp(0, 1), size=size, mode="bilinear", align_corners=False, antialias=shrink)
+        want = (ref[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        assert got.shape == (*size, 3) and got.dtype == np.uint8 and got.flags["C_CONTIGUOUS"]
+        assert np.abs(got.astype(int) - want).max() <= 1, size
+
+
 def test_decode_refuses_bombs_and_garbage():
     with pytest.raises(ValueError, match="not a readable image"):
         decode_image(b"\x89PNG\r\n\x1a\nrubbish")
@@ -110,3 +128,14 @@ def test_cli_files_folders_and_never_overwrites_inputs(tmp_path, tiny_checkpoint
     assert cli(["colorize", str(tmp_path / "in" / "a.png"), "-r", str(tmp_path / "ref.jpg"),
                 "-o", str(tmp_path / "in" / "a.png"), "--checkpoint", str(tiny_checkpoint), "--overwrite"]) == 2
     assert (tmp_path / "in" / "a.png").read_bytes() == before
+
+
+def test_demo_writes_the_overview_and_the_flats_picture(tmp_path, tiny_checkpoint, capsys):
+    assert cli(["demo", "--out", str(tmp_path), "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]) == 0
+    coloured = sorted(tmp_path.glob("sketch_*_with_reference_*.png"))
+    assert len(coloured) == 9  # 3 bundled sketches x 3 bundled references
+    overview = load_image(tmp_path / "demo.png")
+    assert overview.shape[0] == 3 * 192 + 2 * 4  # one row per sketch
+    flats_row = load_image(tmp_path / "flats.png")
+    assert flats_row.shape[0] == 192 and flats_row.shape[1] == 5 * 192 + 4 * 4  # five square tiles
+    assert "flats under the line art" in capsys.readouterr().out
