@@ -319,7 +319,7 @@ def count_flops(model, *inputs) -> int:
 def bench_generator(device, plan: Plan, peak: dict) -> list[dict]:
     """The default-config generator at each size: NCHW (what a plain module does), channels_last (what the
     pipeline runs), bf16 autocast where the device has bf16 (Colorizer(bf16=True)), and, in the full run,
-    torch.compile of the channels_last fp32 model (inductor with weight freezing)."""
+    torch.compile of the channels_last model, fp32 and bf16 autocast (inductor with weight freezing)."""
     import torch
 
     from backend.config import ModelConfig
@@ -334,6 +334,8 @@ def bench_generator(device, plan: Plan, peak: dict) -> list[dict]:
         variants.append(("bf16 autocast channels_last", "bf16", cl, True))
     if plan.gen_compile:
         variants.append(("fp32 channels_last compiled", "fp32", "compile", False))
+        if "bf16" in peak:
+            variants.append(("bf16 autocast channels_last compiled", "bf16", "compile", True))
     threads = torch.get_num_threads()
     rows = []
     style = torch.randn(1, 4096, device=device)
@@ -348,7 +350,8 @@ def bench_generator(device, plan: Plan, peak: dict) -> list[dict]:
                 torch._dynamo.reset()  # a fresh static-shape compile per size, nothing carried over
                 t0 = time.perf_counter()
                 try:
-                    with inductor.patch(freezing=True), torch.inference_mode():
+                    with inductor.patch(freezing=True), torch.inference_mode(), \
+                            torch.autocast(device.type, torch.bfloat16, enabled=bf16):
                         model = torch.compile(copy.deepcopy(cl), dynamic=False)
                         model(sketch, style)
                 except Exception as exc:  # no C++ compiler, unsupported platform...

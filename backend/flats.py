@@ -114,14 +114,14 @@ def _components(mask: np.ndarray) -> tuple[int, np.ndarray]:
 
 
 def _nearest(known: np.ndarray, labels: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """The label of the nearest `known` pixel (chessboard distance) for every pixel in `where`.
+    """The label of the nearest `known` pixel (chessboard distance) for the pixels at flat indices `where`.
 
     OpenCV's distance transform with DIST_LABEL_PIXEL numbers the known pixels 1..n in raster order and
     gives every pixel the number of its nearest one: one pass in C, no (2, H, W) index arrays."""
     _, nearest = cv2.distanceTransformWithLabels((~known).view(np.uint8), cv2.DIST_C, 3,
                                                  labelType=cv2.DIST_LABEL_PIXEL)
     lut = labels.ravel()[np.flatnonzero(known.ravel())]
-    return lut[nearest[where] - 1]
+    return lut[nearest.ravel()[where] - 1]
 
 
 def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig()) -> np.ndarray:
@@ -173,7 +173,8 @@ def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig()) -> np.ndarray
     np.maximum(labels, seeds, out=labels)
     del pieces, ink, paper
 
-    # Tiny regions give their pixels up to a neighbour (counted over the pixels labelled so far).
+    # Tiny regions give their pixels up to a neighbour (counted over the pixels labelled so far). One
+    # table renumbers the surviving regions 1..K in order and sends tiny ones to 0 (unlabelled).
     counts = np.bincount(labels.ravel())
     counts[0] = 0
     if counts.max(initial=0) == 0:
@@ -182,23 +183,21 @@ def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig()) -> np.ndarray
     tiny[0] = False
     if tiny[1:].all():
         tiny[int(np.argmax(counts))] = False  # everything is tiny: keep the largest
-    if tiny.any():
-        labels[np.take(tiny, labels)] = 0
+    present = (counts > 0) & ~tiny
+    table = np.cumsum(present, dtype=np.int32)
+    table[~present] = 0
+    labels = np.take(table, labels)
+    seed_regions = int(table[: n_seeds + 1].max())  # renumbered seeds are 1..this; seedless pieces above
 
     # Every unlabelled pixel (ink, tiny regions, the rim of pieces joined through a gap) takes the label of
     # the nearest seed pixel (or pixel of a seedless region). Seeds lie more than r px from the ink, so a
     # pixel next to a thin line is nearer to its own seed than to the one across the line, unlike the
     # already-labelled rim pixels of the region across the line.
-    unknown = labels == 0
-    if unknown.any():
-        known = (labels > 0) & ((seeds > 0) | (labels > n_seeds))
-        labels[unknown] = _nearest(known, labels, unknown)
-    del seeds
-
-    # Consecutive labels 1..K: the labels that survive are exactly the non-tiny ones seen above.
-    present = (counts > 0) & ~tiny
-    table = np.cumsum(present, dtype=np.int32)
-    return np.take(table, labels)
+    unknown = np.flatnonzero(labels.ravel() == 0)
+    if unknown.size:
+        known = (labels > 0) & ((seeds > 0) | (labels > seed_regions))
+        labels.ravel()[unknown] = _nearest(known, labels, unknown)
+    return labels
 
 
 # ----------------------------------------------------------------------------- colour (sRGB <-> CIE Lab, D65)
@@ -258,11 +257,17 @@ def _lab_to_rgb(L: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 _Q = 1 << 16
 _LAB_RANGE = ((0.0, 100.0), (-128.0, 128.0), (-128.0, 128.0))
 _CHUNK = 1 << 18  # pixels per Lab conversion step
-SAMPLE_STRIDE = 2  # big regions vote with every 2nd pixel of every 2nd row (see fill())
-MIN_SAMPLES = 64  # ... when that leaves at least this many voters; smaller regions vote with all pixels
+SAMPLE_PIXELS = 1 << 18  # big regions vote on a grid of about this many points over the canvas (see fill())
+MIN_SAMPLES = 64  # ... when that leaves them at least this many voters; smaller regions vote with all pixels
 
 
-def fill(labels: np.ndarray, color: np.ndarray, vote: np.ndarray | None = None) -> np.ndarray:
+def sample_stride(height: int, width: int) -> int:
+    """Grid step for fill()'s voters: 1 up to 512x512 px, 4 at 2048x2048, 8 at 4096x4096."""
+    return max(1, math.isqrt(height * width // SAMPLE_PIXELS))
+
+
+def fill(labels: np.ndarray, color: np.ndarray, vote: np.ndarray | None = None,
+         stride: int | None = None) -> np.ndarray:
     """Fill every region with one colour: the per-channel median of `color` over the region, in CIE Lab.
 
     labels: (H, W) integer labels >= 0 (from segment(): 1..K). color: (H, W, 3) uint8 RGB model output at
@@ -272,10 +277,11 @@ def fill(labels: np.ndarray, color: np.ndarray, vote: np.ndarray | None = None) 
     colours (line bleed, speckles) where a mean would smear them in. It is the lower median of the
     quantised Lab values, found by sorting packed (label, value) integer keys, one sort per channel.
 
-    A region with at least MIN_SAMPLES voting pixels on the grid of every SAMPLE_STRIDE-th row and column
-    votes with those grid pixels only (a quarter of them at stride 2: the model's output is a smooth
-    upscale, so the median barely moves, and the Lab conversion and sorts cost a quarter); a smaller region
-    votes with all of its pixels.
+    A region with at least MIN_SAMPLES voting pixels on the grid of every `stride`-th row and column
+    (default sample_stride(): about SAMPLE_PIXELS grid points) votes with those grid pixels only: the
+    model's output is a smooth upscale of a few hundred pixels a side, so the median barely moves, while
+    the Lab conversion and the sorts shrink by stride^2 (16x at 2048^2). A smaller region votes with all
+    of its pixels.
     """
     _check_image(color, "color", 3)
     _check_uint8(color, "color")
@@ -293,7 +299,9 @@ def fill(labels: np.ndarray, color: np.ndarray, vote: np.ndarray | None = None) 
     H, W = labels.shape
 
     # Which pixels vote: the strided grid's voters in regions big enough, every pixel elsewhere.
-    s = SAMPLE_STRIDE
+    s = sample_stride(H, W) if stride is None else stride
+    if s < 1:
+        raise ValueError(f"stride must be >= 1, got {s}")
     grid_labels = labels[::s, ::s]
     grid_vote = vote[::s, ::s] if vote is not None else np.ones(grid_labels.shape, bool)
     sparse = np.bincount(grid_labels[grid_vote], minlength=n) >= MIN_SAMPLES

@@ -367,11 +367,11 @@ def test_regions_of_a_synthetic_character_follow_its_parts(seed):
 
 
 def test_big_regions_vote_on_a_grid_and_small_ones_with_every_pixel():
-    from backend.flats import MIN_SAMPLES, SAMPLE_STRIDE, _lab_to_rgb, _rgb_to_lab
+    from backend.flats import MIN_SAMPLES, _lab_to_rgb, _rgb_to_lab, sample_stride
 
     labels = np.ones((120, 120), np.int32)
     labels[100:110, 100:110] = 2  # 100 px: 25 on the stride-2 grid, fewer than MIN_SAMPLES
-    assert SAMPLE_STRIDE == 2 and 25 < MIN_SAMPLES
+    assert 25 < MIN_SAMPLES and sample_stride(120, 120) == 1 and sample_stride(2048, 2048) == 4
     yy, xx = np.mgrid[0:120, 0:120]
     color = np.stack([xx * 2, yy * 2, (xx + yy) // 2], axis=-1).astype(np.uint8)  # a smooth gradient
     # Region 2: its 25 grid pixels and 24 more are blue, the other 51 red. All pixels vote: red wins;
@@ -382,7 +382,7 @@ def test_big_regions_vote_on_a_grid_and_small_ones_with_every_pixel():
     small[1, 1] = False
     assert small.sum() == 49
     color[100:110, 100:110] = np.where(small[..., None], (0, 0, 255), (255, 0, 0))
-    out = fill(labels, color)
+    out = fill(labels, color, stride=2)
     assert (out[labels == 2] == (255, 0, 0)).all()
     # Region 1 votes with its grid pixels: within a step or two of the exact median over all its pixels.
     L, a, b = _rgb_to_lab(color[labels == 1])
