@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import math
 import time
 import warnings
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -134,12 +136,30 @@ def _segmenter() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="irodori-flats")
 
 
+SEGMENT_CACHE_SIZE = 2  # line arts whose flats regions are kept (only ever touched by the segmenter thread)
+_segment_cache: "OrderedDict[bytes, np.ndarray]" = OrderedDict()
+
+
 def _segment(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Line art (float, 1 = paper) -> (uint8 line art, flats region labels)."""
+    """Line art (float, 1 = paper) -> (uint8 line art, flats region labels).
+
+    The regions depend on the line art alone, and "the same sketch with another reference" is the usual
+    loop in Krita and GIMP, so the last few segmentations are kept, keyed by a hash of the line art's bytes
+    (a few ms against ~75 ms of segmentation at 2048^2, ~0.4 s at 4096^2)."""
     from backend import flats as flats_mod
 
     line = _to_uint8(grey)
-    return line, flats_mod.segment(line)
+    key = hashlib.blake2b(line, digest_size=20, person=b"irodori-flats").digest() + repr(line.shape).encode()
+    labels = _segment_cache.get(key)
+    if labels is None:
+        labels = flats_mod.segment(line)
+        labels.setflags(write=False)  # shared by every request with this line art
+        _segment_cache[key] = labels
+        while len(_segment_cache) > SEGMENT_CACHE_SIZE:
+            _segment_cache.popitem(last=False)
+    else:
+        _segment_cache.move_to_end(key)
+    return line, labels
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:

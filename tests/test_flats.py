@@ -401,3 +401,30 @@ def test_pipeline_flats_equal_flats_of_its_own_colour_layer(tiny_checkpoint):
     out = Colorizer(tiny_checkpoint).colorize(line, ref, ("color", "flats", "shading"))
     assert np.array_equal(out["flats"], flats(line, out["color"]))
     assert np.array_equal(out["shading"], shading(out["color"], out["flats"]))
+
+
+def test_pipeline_reuses_the_regions_of_a_line_art_it_has_seen(tiny_checkpoint, monkeypatch):
+    # "The same sketch with another reference" segments once; another line art segments again; the flats
+    # are the same as without the cache.
+    import backend.flats as flats_mod
+    from backend import pipeline
+    from backend.pipeline import Colorizer
+
+    calls = []
+    real_segment = flats_mod.segment
+    monkeypatch.setattr(flats_mod, "segment", lambda line, *a: calls.append(line.shape) or real_segment(line, *a))
+    pipeline._segment_cache.clear()
+    colorizer = Colorizer(tiny_checkpoint)
+    line_a, _ = bench_images(128, seed=5)
+    line_b, _ = bench_images(128, seed=6)
+    first = colorizer.colorize(line_a, _noisy_color((32, 32), seed=1), ("color", "flats"))
+    second = colorizer.colorize(line_a, _noisy_color((32, 32), seed=2), ("color", "flats"))
+    assert len(calls) == 1
+    assert np.array_equal(second["flats"], flats(line_a, second["color"], labels=real_segment(line_a)))
+    assert not np.array_equal(first["flats"], second["flats"])  # another reference, other colours
+    colorizer.colorize(line_b, _noisy_color((32, 32), seed=2), ("flats",))
+    assert len(calls) == 2
+    for _ in range(pipeline.SEGMENT_CACHE_SIZE):  # evicted after enough other line arts
+        colorizer.colorize(bench_images(128, seed=7 + _)[0], _noisy_color((32, 32)), ("flats",))
+    colorizer.colorize(line_a, _noisy_color((32, 32), seed=2), ("flats",))
+    assert len(calls) == 3 + pipeline.SEGMENT_CACHE_SIZE
