@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -52,3 +54,13 @@ def reference(height: int = 64, width: int = 80, colour=(200, 40, 60), seed: int
     img[:] = colour
     img[height // 3:, : width // 2] = rng.integers(0, 256, 3, dtype=np.uint8)
     return img
+
+
+def run_in_threads(target: Callable[..., None], args: Iterable[tuple] = ((),), timeout: float | None = None) -> None:
+    """One thread per argument tuple, all started before any is joined (each join waits at most `timeout` s):
+    concurrent clients against a real server."""
+    threads = [threading.Thread(target=target, args=a) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)

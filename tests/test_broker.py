@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from backend import protocol as P
-from helpers import free_port, line_art, reference
+from helpers import free_port, line_art, reference, run_in_threads
 from server_fixtures import Process, check_marked, marked_line_art, png_bomb, start_broker, start_worker
 
 TRANSPORTS = ["pyzmq", "zmtp"]
@@ -80,11 +80,7 @@ def test_requests_are_spread_over_both_workers(cluster):
                 except Exception as exc:
                     failures.append(f"{c}/{i}: {exc!r}")
 
-    threads = [threading.Thread(target=run, args=(c,)) for c in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(run, [(c,) for c in range(4)])
     assert not failures, failures
     after = [w.log.count("queued colorize") for w in workers]
     assert sum(after) - sum(before) == 8

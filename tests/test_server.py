@@ -16,7 +16,7 @@ from PIL import Image
 
 from backend import protocol as P
 from backend.imageio import Limits
-from helpers import free_port, line_art, reference
+from helpers import free_port, line_art, reference, run_in_threads
 from server_fixtures import Process, check_marked, marked_line_art, png_bomb, start_server
 
 TRANSPORTS = ["pyzmq", "zmtp"]
@@ -157,11 +157,7 @@ def test_16_concurrent_clients_get_their_own_replies(server):
                 except Exception as exc:  # collected: assertion errors in threads would be lost
                     failures.append(f"client {c} request {i} ({transport}): {exc!r}")
 
-    threads = [threading.Thread(target=run, args=(c,)) for c in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(run, [(c,) for c in range(16)])
     assert not failures, failures[:5]
     assert done == [20] * 16
 
@@ -390,11 +386,7 @@ def test_a_full_queue_answers_busy(colorizer):
             outcomes.append(result)
 
     try:
-        threads = [threading.Thread(target=call) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        run_in_threads(call, [()] * 6, timeout=60)
     finally:
         srv.stop()
         thread.join(30)
@@ -418,11 +410,7 @@ def test_queued_requests_are_batched_and_match_unbatched_results(colorizer):
             replies[k] = (out, client.last_header["batch_size"])
 
     try:
-        threads = [threading.Thread(target=call, args=(k,)) for k in range(5)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        run_in_threads(call, [(k,) for k in range(5)], timeout=60)
     finally:
         srv.stop()
         thread.join(30)
