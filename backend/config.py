@@ -13,6 +13,20 @@ T = TypeVar("T")
 SEEDED_VGG_KINDS = ("random", "looks-linear")  # offline VGG19 weights drawn from a seed (backend.model)
 
 
+def parse_vgg_weights(spec: str) -> tuple[str, int | None]:
+    """'imagenet' -> ('imagenet', None); 'random:SEED' or 'looks-linear:SEED' -> (kind, SEED).
+
+    The one check of a weights spec, for ModelConfig and for StyleEncoder built directly."""
+    if spec == "imagenet":
+        return spec, None
+    kind, _, seed = spec.partition(":")
+    if kind not in SEEDED_VGG_KINDS:
+        raise ValueError(f"vgg_weights must be 'imagenet', 'random:SEED' or 'looks-linear:SEED', not {spec!r}")
+    if not seed.isdigit():
+        raise ValueError(f"vgg_weights {spec!r}: SEED must be a non-negative integer")
+    return kind, int(seed)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Residual U-net + frozen VGG19 style encoder (Style2paints V1, arXiv 1706.03319).
@@ -36,11 +50,7 @@ class ModelConfig:
             raise ValueError("channel_mults needs at least two scales (a full-resolution one and a mid level)")
         if self.resolution % self.multiple or self.resolution < self.multiple:
             raise ValueError(f"resolution {self.resolution} must be a positive multiple of {self.multiple}")
-        kind, _, seed = self.vgg_weights.partition(":")
-        if self.vgg_weights != "imagenet" and kind not in SEEDED_VGG_KINDS:
-            raise ValueError(f"vgg_weights must be 'imagenet', 'random:SEED' or 'looks-linear:SEED', not {self.vgg_weights!r}")
-        if kind in SEEDED_VGG_KINDS and not seed.isdigit():
-            raise ValueError(f"vgg_weights {self.vgg_weights!r}: SEED must be a non-negative integer")
+        parse_vgg_weights(self.vgg_weights)
         if self.reference_size < 32:
             raise ValueError("reference_size must be at least 32 (VGG19 downsamples 32x)")
 

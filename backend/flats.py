@@ -11,8 +11,8 @@ vectorised steps, all at full canvas resolution (no Python loop over pixels or r
    closed shape the ball does not fit in) becomes a region of its own; a piece that holds several seeds
    (their paper touches through a closed gap, or a neck narrower than the ball) is split by nearest seed.
    Tiny regions (< min_region px) and the pixels under the lines go to the region of the nearest seed
-   (OpenCV's distance transform with nearest-pixel labels), so every pixel has a label and the fills of neighbouring
-   regions meet under the lines, about half way across them.
+   (OpenCV's distance transform with nearest-pixel labels), so every pixel has a label and the fills of
+   neighbouring regions meet under the lines, about half way across them.
 2. fill(): each region gets the per-channel median of the model's colour in CIE Lab (robust to stray
    pixels, unlike the mean), found with one sort of (label, value) keys per channel. flats() lets only
    the paper pixels vote, so the dark lines the model also paints do not darken small regions.

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from backend.config import ModelConfig
+from backend.config import ModelConfig, parse_vgg_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -52,17 +52,15 @@ class StyleEncoder(nn.Module):
         self.sha256 = weights_sha256(self)
 
     def load_weights(self, weights: str) -> None:
-        kind, _, seed = weights.partition(":")
-        if kind == "random" and seed.isdigit():
-            _seeded_vgg_init(self, int(seed))
-        elif kind == "looks-linear" and seed.isdigit():
-            _looks_linear_vgg_init(self, int(seed))
-        elif weights == "imagenet":
+        kind, seed = parse_vgg_weights(weights)  # a clear ValueError for anything else
+        if kind == "random":
+            _seeded_vgg_init(self, seed)
+        elif kind == "looks-linear":
+            _looks_linear_vgg_init(self, seed)
+        else:
             state = _imagenet_state_dict()
             self.features.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("features.")})
             self.fc1.load_state_dict({"weight": state["classifier.0.weight"], "bias": state["classifier.0.bias"]})
-        else:
-            raise ValueError(f"unknown VGG19 weights {weights!r}: use 'imagenet', 'random:SEED' or 'looks-linear:SEED'")
 
     def train(self, mode: bool = True) -> "StyleEncoder":
         return super().train(False)  # frozen: never leave eval mode
