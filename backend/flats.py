@@ -82,10 +82,16 @@ def _check_uint8(a: np.ndarray, name: str) -> None:
 def _dilate_disk(mask: np.ndarray, r: int) -> np.ndarray:
     """Binary dilation by the disk dx^2 + dy^2 <= r^2, outside the image counts as False.
 
-    Built from shifted ORs: each row dy of the disk is a horizontal segment of half-width
-    isqrt(r^2 - dy^2), so we widen one horizontal dilation step by step and OR it in shifted by +-dy.
-    That is O(r) whole-array passes, far cheaper than a generic structuring-element dilation.
+    Small disks (the default gap's r = 2) go to OpenCV's dilation with the disk as its kernel (~2 ms at
+    2048^2). Its cost grows with the kernel's area, so larger disks are built from shifted ORs instead:
+    each row dy of the disk is a horizontal segment of half-width isqrt(r^2 - dy^2), so we widen one
+    horizontal dilation step by step and OR it in shifted by +-dy, O(r) whole-array passes. Both give the
+    same pixels.
     """
+    if r <= 4:
+        yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+        kernel = (yy * yy + xx * xx <= r * r).astype(np.uint8)
+        return cv2.dilate(mask.view(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).view(bool)
     out = mask.copy()
     h = mask.copy()  # mask dilated horizontally by half-width w
     w = 0
@@ -120,7 +126,7 @@ def _nearest(known: np.ndarray, labels: np.ndarray, where: np.ndarray) -> np.nda
     gives every pixel the number of its nearest one: one pass in C, no (2, H, W) index arrays."""
     _, nearest = cv2.distanceTransformWithLabels((~known).view(np.uint8), cv2.DIST_C, 3,
                                                  labelType=cv2.DIST_LABEL_PIXEL)
-    lut = labels.ravel()[np.flatnonzero(known.ravel())]
+    lut = labels[known]  # the known pixels' labels in raster order: lut[i - 1] is known pixel number i
     return lut[nearest.ravel()[where] - 1]
 
 
@@ -266,28 +272,26 @@ def sample_stride(height: int, width: int) -> int:
     return max(1, math.isqrt(height * width // SAMPLE_PIXELS))
 
 
-def fill(labels: np.ndarray, color: np.ndarray, vote: np.ndarray | None = None,
-         stride: int | None = None) -> np.ndarray:
-    """Fill every region with one colour: the per-channel median of `color` over the region, in CIE Lab.
+@dataclass(frozen=True)
+class Votes:
+    """Which pixels vote for each region's colour in fill(), and where each region's median will sit.
 
-    labels: (H, W) integer labels >= 0 (from segment(): 1..K). color: (H, W, 3) uint8 RGB model output at
-    full size. vote: optional (H, W) bool, the pixels whose colour counts; flats() passes the paper so the
-    model's dark line pixels do not turn small regions black (a region with no voting pixel uses all of
-    its pixels). Returns (H, W, 3) uint8. The median ignores up to half the pixels of a region being stray
-    colours (line bleed, speckles) where a mean would smear them in. It is the lower median of the
-    quantised Lab values, found by sorting packed (label, value) integer keys, one sort per channel.
+    It depends on the labels and the voting mask alone (the line art), not on the model's colour, so the
+    pipeline works it out beside the segmentation while the model runs (and keeps it with the regions);
+    fill() is then a gather, a Lab conversion, three sorts and the painting."""
 
-    A region with at least MIN_SAMPLES voting pixels on the grid of every `stride`-th row and column
-    (default sample_stride(): about SAMPLE_PIXELS grid points) votes with those grid pixels only: the
-    model's output is a smooth upscale of a few hundred pixels a side, so the median barely moves, while
-    the Lab conversion and the sorts shrink by stride^2 (16x at 2048^2). A smaller region votes with all
-    of its pixels.
-    """
-    _check_image(color, "color", 3)
-    _check_uint8(color, "color")
-    if not isinstance(labels, np.ndarray) or labels.shape != color.shape[:2]:
-        raise ValueError(f"labels must be a numpy array of shape {color.shape[:2]} (the colour's H, W), "
-                         f"got {getattr(labels, 'shape', type(labels).__name__)}")
+    index: np.ndarray  # (N,) flat pixel indices of the voters
+    keys: np.ndarray  # (N,) uint32/uint64: the voter's label << 16, ready to OR with a 16-bit value
+    used: np.ndarray  # labels with at least one voter
+    mid: np.ndarray  # for each used label: the position of its lower median among the sorted keys
+    regions: int  # labels are 0..regions-1
+    shape: tuple[int, int]
+
+
+def plan_votes(labels: np.ndarray, vote: np.ndarray | None = None, stride: int | None = None) -> Votes:
+    """The voters of fill() (see there) for `labels` (H, W) and the optional `vote` mask (H, W) bool."""
+    if not isinstance(labels, np.ndarray) or labels.ndim != 2 or labels.size == 0:
+        raise ValueError(f"labels must be a non-empty (H, W) numpy array, got {getattr(labels, 'shape', labels)!r}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"labels must be integers, got {labels.dtype}")
     if labels.min() < 0 or labels.max() > labels.size:
@@ -305,22 +309,57 @@ def fill(labels: np.ndarray, color: np.ndarray, vote: np.ndarray | None = None,
     grid_labels = labels[::s, ::s]
     grid_vote = vote[::s, ::s] if vote is not None else np.ones(grid_labels.shape, bool)
     sparse = np.bincount(grid_labels[grid_vote], minlength=n) >= MIN_SAMPLES
-    k = np.flatnonzero(grid_vote & np.take(sparse, grid_labels))
-    grid_idx = (k // grid_labels.shape[1]) * (s * W) + (k % grid_labels.shape[1]) * s
-    dense = ~np.take(sparse, labels)  # pixels of the regions that vote with all of their pixels
+    on_grid = grid_vote & np.take(sparse, grid_labels)
+    k = np.flatnonzero(on_grid)
+    grid_index = (k // grid_labels.shape[1]) * (s * W) + (k % grid_labels.shape[1]) * s
+    # The other regions' pixels, found with one full-size pass; everything after works on them alone.
+    dense = np.flatnonzero(~np.take(sparse, labels))
+    dense_labels = labels.ravel()[dense]
     if vote is not None:
-        present = np.bincount(labels[dense], minlength=n) > 0
-        voteless = present & (np.bincount(labels[dense & vote], minlength=n) == 0)
-        dense &= (vote | np.take(voteless, labels)) if voteless.any() else vote
-    idx = np.concatenate([grid_idx, np.flatnonzero(dense)])
-    del dense, k, grid_idx
-    sample_labels = labels.ravel()[idx]
+        votes = vote.ravel()[dense]
+        voteless = (np.bincount(dense_labels, minlength=n) > 0) & (np.bincount(dense_labels[votes], minlength=n) == 0)
+        keep = (votes | np.take(voteless, dense_labels)) if voteless.any() else votes
+        dense, dense_labels = dense[keep], dense_labels[keep]
+    sample_labels = np.concatenate([grid_labels[on_grid], dense_labels])
     counts = np.bincount(sample_labels, minlength=n)
     used = np.flatnonzero(counts)
     mid = (np.cumsum(counts) - counts)[used] + (counts[used] - 1) // 2  # lower median's position
+    key_dtype = np.uint32 if n < 1 << 16 else np.uint64  # room for label * 2^16 + value
+    keys = sample_labels.astype(key_dtype) << key_dtype(16)
+    return Votes(np.concatenate([grid_index, dense]), keys, used, mid, n, (H, W))
+
+
+def fill(labels: np.ndarray, color: np.ndarray, vote: np.ndarray | None = None,
+         stride: int | None = None, votes: Votes | None = None) -> np.ndarray:
+    """Fill every region with one colour: the per-channel median of `color` over the region, in CIE Lab.
+
+    labels: (H, W) integer labels >= 0 (from segment(): 1..K). color: (H, W, 3) uint8 RGB model output at
+    full size. vote: optional (H, W) bool, the pixels whose colour counts; flats() passes the paper so the
+    model's dark line pixels do not turn small regions black (a region with no voting pixel uses all of
+    its pixels). Returns (H, W, 3) uint8. The median ignores up to half the pixels of a region being stray
+    colours (line bleed, speckles) where a mean would smear them in. It is the lower median of the
+    quantised Lab values, found by sorting packed (label, value) integer keys, one sort per channel.
+
+    A region with at least MIN_SAMPLES voting pixels on the grid of every `stride`-th row and column
+    (default sample_stride(): about SAMPLE_PIXELS grid points) votes with those grid pixels only: the
+    model's output is a smooth upscale of a few hundred pixels a side, so the median barely moves, while
+    the Lab conversion and the sorts shrink by stride^2 (16x at 2048^2). A smaller region votes with all
+    of its pixels. `votes`: plan_votes(labels, vote, stride) worked out beforehand for these same labels
+    (then vote and stride are not used).
+    """
+    _check_image(color, "color", 3)
+    _check_uint8(color, "color")
+    if not isinstance(labels, np.ndarray) or labels.shape != color.shape[:2]:
+        raise ValueError(f"labels must be a numpy array of shape {color.shape[:2]} (the colour's H, W), "
+                         f"got {getattr(labels, 'shape', type(labels).__name__)}")
+    if votes is None:
+        votes = plan_votes(labels, vote, stride)
+    elif votes.shape != labels.shape:
+        raise ValueError(f"votes were planned for {votes.shape}, the labels are {labels.shape}")
+    H, W = labels.shape
 
     # Quantised Lab per channel, converted in chunks so the float temporaries stay small and in cache.
-    rgb = color.reshape(-1, 3)[idx]
+    rgb = color.reshape(-1, 3)[votes.index]
     q = np.empty((3, len(rgb)), np.uint16)
     lo = np.array([r[0] for r in _LAB_RANGE], np.float32)
     step = np.array([(r[1] - r[0]) / _Q for r in _LAB_RANGE], np.float32)
@@ -328,19 +367,20 @@ def fill(labels: np.ndarray, color: np.ndarray, vote: np.ndarray | None = None,
         for c, channel in enumerate(_rgb_to_lab(rgb[i:i + _CHUNK])):
             q[c, i:i + _CHUNK] = np.clip((channel - lo[c]) / step[c], 0, _Q - 1)
 
-    key_dtype = np.uint32 if n < 1 << 16 else np.uint64  # room for label * 2^16 + value
-    base = sample_labels.astype(key_dtype) << key_dtype(16)
     medians = []
     for c in range(3):
-        keys = base | q[c]
+        keys = votes.keys | q[c]
         keys.sort()
-        value = (keys[mid] & key_dtype(_Q - 1)).astype(np.float64)
+        value = (keys[votes.mid] & keys.dtype.type(_Q - 1)).astype(np.float64)
         medians.append(lo[c] + (value + 0.5) * float(step[c]))
         del keys
-    del base, q
-    palette = np.zeros((n, 3), np.uint8)
-    palette[used] = _lab_to_rgb(*medians)
-    return np.take(palette, labels, axis=0)
+    del q
+    # Paint: one 4-byte palette entry per region (a 1-D gather is ~2x faster than gathering 3-byte rows),
+    # then OpenCV drops the padding byte.
+    palette = np.zeros((votes.regions, 4), np.uint8)  # votes were planned for these labels: 0..regions-1
+    palette[votes.used, :3] = _lab_to_rgb(*medians)
+    painted = np.take(palette.view(np.uint32).ravel(), labels)
+    return cv2.cvtColor(painted.view(np.uint8).reshape(H, W, 4), cv2.COLOR_RGBA2RGB)
 
 
 def shading(color: np.ndarray, flats: np.ndarray) -> np.ndarray:
@@ -363,17 +403,25 @@ def shading(color: np.ndarray, flats: np.ndarray) -> np.ndarray:
 
 
 def flats(line: np.ndarray, color: np.ndarray, config: FlatsConfig = FlatsConfig(),
-          labels: np.ndarray | None = None) -> np.ndarray:
+          labels: np.ndarray | None = None, votes: Votes | None = None) -> np.ndarray:
     """segment() then fill(): (H, W) uint8 line art + (H, W, 3) uint8 colour -> (H, W, 3) uint8 flats.
 
-    `labels`: segment(line, config) computed beforehand (the pipeline runs it while the model works)."""
+    `labels`: segment(line, config), and `votes`: paper_votes(line, labels, config), computed beforehand
+    (the pipeline works both out while the model runs)."""
     _check_image(color, "color", 3)
     if color.shape[:2] != line.shape[:2]:
         raise ValueError(f"line {line.shape} and color {color.shape} must have the same height and width; "
                          "resize the model output to the canvas first")
     if labels is None:
         labels = segment(line, config)
-    return fill(labels, color, vote=line >= config.line_threshold)
+    if votes is None:
+        votes = paper_votes(line, labels, config)
+    return fill(labels, color, votes=votes)
+
+
+def paper_votes(line: np.ndarray, labels: np.ndarray, config: FlatsConfig = FlatsConfig()) -> Votes:
+    """The voters flats() uses: the paper pixels (not the ink) of each region."""
+    return plan_votes(labels, line >= config.line_threshold)
 
 
 # ----------------------------------------------------------------------------- benchmark

@@ -11,6 +11,9 @@ import contextlib
 import functools
 import hashlib
 import math
+import os
+import sys
+import threading
 import time
 import warnings
 from collections import OrderedDict
@@ -23,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from backend import __version__
+from backend import flats as flats_mod
 from backend.checkpoint import Checkpoint, load_checkpoint
 from backend.config import ModelConfig, to_dict
 from backend.imageio import DEFAULT_LIMITS, Limits, check_size
@@ -56,15 +60,21 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 # ----------------------------------------------------------------------------------------- pixel helpers
-def to_grey(lineart: np.ndarray) -> np.ndarray:
-    """uint8 L/LA/RGB/RGBA -> float32 (H,W) in [0,1], 1 = paper. Transparent pixels count as white paper."""
+def check_lineart(lineart: np.ndarray) -> np.ndarray:
+    """The line art as an array, if to_grey() can read it (uint8, L/LA/RGB/RGBA); else a ValueError."""
     a = np.asarray(lineart)
     if a.dtype != np.uint8:
         raise ValueError(f"line art must be 8-bit (uint8), got {a.dtype}")
+    if a.ndim != 2 and (a.ndim != 3 or a.shape[2] not in (2, 3, 4)):
+        raise ValueError(f"line art must be (H,W) or (H,W,2|3|4), got shape {a.shape}")
+    return a
+
+
+def to_grey(lineart: np.ndarray) -> np.ndarray:
+    """uint8 L/LA/RGB/RGBA -> float32 (H,W) in [0,1], 1 = paper. Transparent pixels count as white paper."""
+    a = check_lineart(lineart)
     if a.ndim == 2:
         return a.astype(np.float32) / 255.0
-    if a.ndim != 3 or a.shape[2] not in (2, 3, 4):
-        raise ValueError(f"line art must be (H,W) or (H,W,2|3|4), got shape {a.shape}")
 
     def channel(i: int) -> np.ndarray:  # one channel at a time: no (H,W,4) float copy (256 MB at 4096^2)
         return a[..., i].astype(np.float32) / 255.0
@@ -130,36 +140,53 @@ def colour_layer(colour: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return full[0].permute(1, 2, 0).contiguous().cpu().numpy()
 
 
+SEGMENTER_NICE = 10  # the flats worker thread's extra niceness (Linux): the model's threads go first
+
+
+def _lower_priority() -> None:
+    """Make the calling thread yield to the model's threads: it then mostly runs on whatever core they leave
+    idle (their serial stretches, the line art's conversion) instead of preempting one of two OpenMP threads
+    and leaving its partner waiting at the next barrier. Linux only: there a thread id is a process id for
+    setpriority (elsewhere it would renice the whole process, so nothing is done)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SEGMENTER_NICE)
+
+
 @functools.lru_cache(maxsize=1)
 def _segmenter() -> ThreadPoolExecutor:
     """One worker thread per process for flats' segmentation (see Colorizer.colorize_batch)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="irodori-flats")
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="irodori-flats", initializer=_lower_priority)
 
 
 SEGMENT_CACHE_SIZE = 2  # line arts whose flats regions are kept (only ever touched by the segmenter thread)
-_segment_cache: "OrderedDict[bytes, np.ndarray]" = OrderedDict()
+_segment_cache: "OrderedDict[bytes, tuple]" = OrderedDict()
 
 
-def _segment(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Line art (float, 1 = paper) -> (uint8 line art, flats region labels).
+def _segment(lineart: np.ndarray) -> tuple[np.ndarray, np.ndarray, "flats_mod.Votes"]:
+    """The request's line art (checked by check_lineart) -> (uint8 grey line art, flats region labels,
+    fill's voters).
 
-    The regions depend on the line art alone, and "the same sketch with another reference" is the usual
-    loop in Krita and GIMP, so the last few segmentations are kept, keyed by a hash of the line art's bytes
-    (a few ms against ~75 ms of segmentation at 2048^2, ~0.4 s at 4096^2)."""
-    from backend import flats as flats_mod
-
-    line = _to_uint8(grey)
+    All three depend on the line art alone, so they are worked out while the main thread converts the line
+    art for the model and the model runs; fill() is left with the colour work. "The same sketch with
+    another reference" is the usual loop in Krita and GIMP, so the last few results are kept, keyed by a
+    hash of the grey line art's bytes (a few ms against ~75 ms of segmentation at 2048^2, ~0.4 s at 4096^2)."""
+    # An L line art is already what _to_uint8(to_grey(L)) would give back.
+    line = np.ascontiguousarray(lineart) if lineart.ndim == 2 else _to_uint8(to_grey(lineart))
     key = hashlib.blake2b(line, digest_size=20, person=b"irodori-flats").digest() + repr(line.shape).encode()
-    labels = _segment_cache.get(key)
-    if labels is None:
+    cached = _segment_cache.get(key)
+    if cached is None:
         labels = flats_mod.segment(line)
-        labels.setflags(write=False)  # shared by every request with this line art
-        _segment_cache[key] = labels
+        votes = flats_mod.paper_votes(line, labels)
+        for shared in (labels, votes.index, votes.keys, votes.used, votes.mid):
+            shared.setflags(write=False)  # shared by every request with this line art
+        cached = labels, votes
+        _segment_cache[key] = cached
         while len(_segment_cache) > SEGMENT_CACHE_SIZE:
             _segment_cache.popitem(last=False)
     else:
         _segment_cache.move_to_end(key)
-    return line, labels
+    return (line, *cached)
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
@@ -241,16 +268,18 @@ class Colorizer:
             bad = [o for o in outputs if o not in OUTPUTS]
             if bad or not outputs:
                 raise ValueError(f"unknown output(s) {bad}; choose from {', '.join(OUTPUTS)}")
-            grey = to_grey(lineart)
-            check_size(grey.shape[1], grey.shape[0], "line art", self.limits.max_pixels, self.limits)
+            a = check_lineart(lineart)
+            check_size(a.shape[1], a.shape[0], "line art", self.limits.max_pixels, self.limits)
             res = resolution or self.config.resolution
             if res % self.config.multiple or not 32 <= res <= 4096:
                 raise ValueError(f"resolution {res} must be a multiple of {self.config.multiple} between 32 and 4096")
-            prepared.append((grey, reference, tuple(outputs), res))
-        # Flats' segmentation needs only the line art: it runs on a worker thread while the model works
-        # (numpy and OpenCV release the GIL), so flats add little more than their fill step.
-        segments = [_segmenter().submit(_segment, grey) if {"flats", "shading"} & set(outputs) else None
-                    for grey, _, outputs, _ in prepared]
+            prepared.append((a, reference, tuple(outputs), res))
+        # Flats' segmentation needs only the line art: it starts on a worker thread now, while this thread
+        # converts the line art and runs the model (numpy and OpenCV release the GIL), so flats add little
+        # more than their fill step.
+        segments = [_segmenter().submit(_segment, a) if {"flats", "shading"} & set(outputs) else None
+                    for a, _, outputs, _ in prepared]
+        prepared = [(to_grey(a), reference, outputs, res) for a, reference, outputs, res in prepared]
         style = self.style([p[1] for p in prepared])
         t1 = time.perf_counter()
 
@@ -284,10 +313,8 @@ class Colorizer:
                 flat_grey = grey * np.float32(1 / 255)
                 result["flattened"] = _to_uint8(color_u8 * flat_grey[..., None])
             if segment is not None:
-                from backend import flats as flats_mod
-
-                line, labels = segment.result()
-                flat = flats_mod.flats(line, color_u8, labels=labels)
+                line, labels, votes = segment.result()
+                flat = flats_mod.flats(line, color_u8, labels=labels, votes=votes)
                 if "flats" in outputs:
                     result["flats"] = flat
                 if "shading" in outputs:

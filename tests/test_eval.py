@@ -240,6 +240,29 @@ def test_make_cases_renders_held_out_characters():
         ev.make_cases([1, 2], 64)
 
 
+def test_references_are_rendered_at_the_models_reference_size(tiny_checkpoint, tmp_path, capsys):
+    # A user's reference is a full-size picture: a model whose VGG19 sees 96 px gets 96 px of reference,
+    # the same drawing as at the evaluation size; sketches and targets stay at the evaluation size.
+    from backend.cli import main
+    from training import synth
+
+    seeds = range(ev.EVAL_SEED_BASE, ev.EVAL_SEED_BASE + 3)
+    big = ev.make_cases(seeds, 64, reference_size=96)
+    for case in big:
+        assert case.line.shape == (64, 64) and all(t.shape == (64, 64, 3) for t in case.targets)
+        assert all(r.shape == (96, 96, 3) for r in case.references)
+        again = synth.render(synth.random_character(case.ref_seeds[0]), synth.random_palette(case.ref_seeds[0]), 96)
+        np.testing.assert_array_equal(case.references[0], again.color)
+    assert all(r.shape == (64, 64, 3) for r in ev.make_cases(seeds, 64, reference_size=32)[0].references)
+    out_json = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(tiny_checkpoint), "--count", "3", "--size", "32", "--device", "cpu",
+                 "--reference-size", "80", "--json", str(out_json)]) == 0
+    assert "(references 80 px)" in capsys.readouterr().out
+    assert json.loads(out_json.read_text())["protocol"]["reference_size"] == 80
+    assert main(["eval", "--checkpoint", str(tiny_checkpoint), "--count", "3", "--reference-size", "8"]) == 2
+    assert "--reference-size must be between" in capsys.readouterr().err
+
+
 def test_oracle_on_synth_characters_and_parts_measured():
     cases = ev.make_cases(range(ev.EVAL_SEED_BASE, ev.EVAL_SEED_BASE + 4), 96)
     for case in cases:

@@ -1,6 +1,10 @@
 """Flats: region segmentation of line art (gap closing, tiny regions, ink) and one-colour fills."""
 from __future__ import annotations
 
+import os
+import sys
+import threading
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -389,6 +393,34 @@ def test_big_regions_vote_on_a_grid_and_small_ones_with_every_pixel():
     exact = _lab_to_rgb(*(np.median(v).reshape(1).astype(np.float64) for v in (L, a, b)))[0]
     assert np.abs(out[0, 0].astype(int) - exact).max() <= 2
     assert len(np.unique(out[labels == 1], axis=0)) == 1
+
+
+def test_votes_planned_from_the_line_art_alone_give_the_same_fill():
+    # The pipeline plans fill()'s voters beside the segmentation, before the model's colour exists.
+    from backend.flats import paper_votes, plan_votes
+
+    line, color = bench_images(300, seed=5)
+    labels = segment(line)
+    votes = paper_votes(line, labels)
+    assert np.array_equal(fill(labels, color, votes=votes), fill(labels, color, vote=line >= 128))
+    assert np.array_equal(flats(line, color, labels=labels, votes=votes), flats(line, color))
+    other = np.ascontiguousarray(color[::-1])  # another colour, the same plan: still the medians of `other`
+    assert np.array_equal(fill(labels, other, votes=votes), fill(labels, other, vote=line >= 128))
+    with pytest.raises(ValueError, match="planned for"):
+        fill(labels[:100], color[:100], votes=votes)
+    with pytest.raises(ValueError, match="vote must be a bool array"):
+        plan_votes(labels, line)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is a Linux feature")
+def test_segmentation_thread_yields_to_the_model():
+    from backend import pipeline
+
+    worker = pipeline._segmenter().submit(threading.get_native_id).result()
+    assert worker != threading.get_native_id()
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, worker) == min(19, base + pipeline.SEGMENTER_NICE)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == os.getpriority(os.PRIO_PROCESS, 0)
 
 
 def test_pipeline_flats_equal_flats_of_its_own_colour_layer(tiny_checkpoint):

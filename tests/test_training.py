@@ -177,6 +177,20 @@ def test_synth_references_self_and_palette_pair():
     assert (aug["reference"].mean((1, 2)) - it["color"].mean((1, 2))).abs().max() < 0.1  # ...not the colours
 
 
+def test_palette_pair_reference_is_drawn_at_the_encoders_size(monkeypatch):
+    # A reference bigger than the training images is rendered at its own size, not upscaled from a small
+    # render: the detail a larger VGG19 input is there to see must be in it.
+    model = replace(tiny_config(Path("unused")).model, reference_size=64)
+    sizes: list[int] = []
+    real_render = synth.render
+    monkeypatch.setattr(synth, "render", lambda c, p, size: sizes.append(size) or real_render(c, p, size))
+    cfg = DataConfig(source="synth", synth_seed_count=50, ref_augment=False, flip=False, crop_scale=(1.0, 1.0),
+                     synth_size=32, reference="palette_pair", pair_ratio=1.0)
+    item = TrainingData(cfg, model, 0)[(3, 0)]
+    assert sizes == [32, 64] and item["reference"].shape == (3, 64, 64)
+    assert item["color"].shape == (3, 32, 32)
+
+
 def test_epoch_sampler_resumes_mid_epoch_and_splits_ranks():
     data = list(range(10))
     full = EpochSampler(data, batch_size=2, world=1, rank=0, seed=1)
@@ -216,6 +230,33 @@ def test_losses_have_the_paper_optima():
         fake = {"ac": torch.full((1, 3), -3.0), "ls": torch.zeros(1, 1), "dc": torch.full((1, 1), -5.0)}
         good, bad = d_loss(mode, real, fake, t), d_loss(mode, fake, real, t)
         assert good < bad and g_loss(mode, real, t) < g_loss(mode, fake, t), mode
+
+
+def test_rare_colour_weights_favour_small_parts():
+    from training.config import LossConfig
+    from training.losses import l1_losses, rare_colour_weights
+
+    # a 32x32 picture: 90% one colour, a 10x10 patch of a second, a 3x3 patch of a third (a "collar")
+    color = torch.zeros(2, 3, 32, 32)
+    color[:, 0] = 0.8
+    color[:, :, 2:12, 2:12] = torch.tensor([0.1, 0.6, 0.2])[:, None, None]
+    color[:, :, 20:23, 20:23] = torch.tensor([0.9, 0.9, 0.1])[:, None, None]
+    w = rare_colour_weights(color, 0.5)
+    assert w.shape == (2, 1, 32, 32) and torch.allclose(w.mean((1, 2, 3)), torch.ones(2))
+    big, mid, small = w[0, 0, 30, 30], w[0, 0, 5, 5], w[0, 0, 21, 21]
+    assert small > mid > big
+    assert small / big == pytest.approx((915 / 9) ** 0.5, rel=1e-4)  # shares 915 and 9 of 1024 pixels
+    assert torch.allclose(rare_colour_weights(color, 0.0), torch.ones(2, 1, 32, 32))
+    # the loss: plain L1 at 0; a wrong small patch costs more with the weights than without
+    out = color.clone()
+    out[:, :, 20:23, 20:23] = 0.5
+    grey = color.mean(1, keepdim=True)
+    plain = l1_losses(out, grey, out, color, grey, LossConfig())
+    rare = l1_losses(out, grey, out, color, grey, LossConfig(rare_colour=0.5))
+    assert plain["l1"] == pytest.approx((out - color).abs().mean().item())
+    assert rare["l1"] > 5 * plain["l1"] and rare["guide1"] == plain["guide1"]
+    with pytest.raises(ValueError, match="rare_colour"):
+        LossConfig(rare_colour=1.5)
 
 
 @pytest.mark.parametrize("modes", [("acgan",), ("acgan_paper", "lsgan", "dcgan")])

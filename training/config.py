@@ -35,7 +35,7 @@ class DataConfig:
     synth_ratio: float = 0.5  # share of synthetic samples when source is "mixed"
     synth_seed_start: int = 0  # synthetic characters and palettes use seeds [start, start + count):
     synth_seed_count: int = 100_000  # keep them below training.eval's held-out range (10,000,000 and up)
-    synth_size: int = 0  # render side of synthetic characters; 0 = model.resolution
+    synth_size: int = 0  # render side of synthetic characters (references: at least model.reference_size); 0 = model.resolution
     synth_line_ratio: float = 0.5  # chance a synthetic sample uses its rendered line art (else an extractor)
     crop_size: int = 512  # random square crops of about this side, resized to model.resolution
     crop_scale: tuple[float, ...] = (0.7, 1.0)  # crop side = U(a, b) * crop_size (folder) or * synth_size (synth)
@@ -90,6 +90,7 @@ class LossConfig:
     gan_modes: tuple[str, ...] = ("acgan",)  # any of acgan, acgan_paper, lsgan, dcgan (summed); [] = no GAN
     gan_start: int = 0  # the adversarial terms start at this step (the discriminator trains from step 0)
     acgan_target: str = "target"  # norm(V(.)) of the "target" y (paper) or of the "reference" (saves a VGG pass)
+    rare_colour: float = 0.0  # weigh colour-L1 pixels by (share of their colour)^-this; 0 = the paper's plain L1
 
     def __post_init__(self) -> None:
         bad = [m for m in self.gan_modes if m not in GAN_MODES]
@@ -99,6 +100,9 @@ class LossConfig:
             raise ValueError(f"loss.acgan_target must be 'target' or 'reference', not {self.acgan_target!r}")
         if min(self.l1, self.alpha, self.beta, self.gan) < 0 or self.gan_start < 0:
             raise ValueError("loss weights and loss.gan_start must be >= 0")
+        if not 0.0 <= self.rare_colour <= 1.0:
+            raise ValueError(f"loss.rare_colour must be between 0 (plain L1) and 1 (every colour bin weighs the same), "
+                             f"got {self.rare_colour}")
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,9 @@ class TrainingData(Dataset):
         ref = None
         if cfg.reference == "palette_pair" and rng.random() < cfg.pair_ratio:
             other = start + (seed - start + 1 + int(rng.integers(max(count - 1, 1)))) % count
-            ref = synth.render(synth.random_character(other), palette, self.synth_size).color
+            # rendered at least as large as VGG19 sees it: a real reference is a full-size picture
+            ref_side = max(self.synth_size, self.reference_size)
+            ref = synth.render(synth.random_character(other), palette, ref_side).color
         color = Image.fromarray(out.color)
         line = Image.fromarray(out.line) if rng.random() < cfg.synth_line_ratio else None
         color, line = self._crop_pair(color, line, self.synth_size, rng)

@@ -13,7 +13,9 @@ Protocol (everything deterministic, nothing random at run time):
 - Cases: for each sketch character i (of N >= 3), two references from OTHER characters,
   A = character (i+1) mod N and B = character (i+2) mod N, each drawn in its own palette. The sketch is the
   line layer of character i. The true target for reference A is character i re-rendered with A's palette
-  (same drawing, A's colours); likewise for B. With `--data DIR` the characters are the (character,
+  (same drawing, A's colours); likewise for B. The references are rendered at the model's reference size
+  when that is larger than the evaluation size (a user's reference is a full-size picture, and a model
+  whose VGG19 sees 96 px should get 96 px of reference), else at the evaluation size. With `--data DIR` the characters are the (character,
   palette) seeds listed in a folder written by `irodori synth` (meta.json items), re-rendered at the
   evaluation size; the first --count of them are used.
 - Rows, all on the same cases in the same run:
@@ -245,13 +247,15 @@ class Case:
     line: np.ndarray  # (S,S) uint8, 255 = paper
     mask: np.ndarray  # (S,S) uint8 part labels (synth.PARTS)
     ref_seeds: tuple[int, int]
-    references: tuple[np.ndarray, np.ndarray]  # (S,S,3) the other characters in their own palettes
+    references: tuple[np.ndarray, np.ndarray]  # (R,R,3) the other characters in their own palettes (R >= S)
     targets: tuple[np.ndarray, np.ndarray]  # (S,S,3) this character in the references' palettes
 
 
-def iter_cases(seeds: Sequence[int], size: int, palette_seeds: Sequence[int] | None = None) -> Iterator[Case]:
+def iter_cases(seeds: Sequence[int], size: int, palette_seeds: Sequence[int] | None = None,
+               reference_size: int | None = None) -> Iterator[Case]:
     """Render the cases for characters `seeds` one at a time (memory stays flat for any count). The palette
-    seed is the character seed unless `palette_seeds` is given; see the module docstring for the layout."""
+    seed is the character seed unless `palette_seeds` is given; references are rendered at
+    max(size, reference_size). See the module docstring for the layout."""
     from training import synth
 
     seeds = [int(s) for s in seeds]
@@ -263,11 +267,12 @@ def iter_cases(seeds: Sequence[int], size: int, palette_seeds: Sequence[int] | N
     if len(set(seeds)) != len(seeds):
         raise ValueError("evaluation seeds must be distinct")
     n = len(seeds)
+    ref_side = max(size, reference_size or size)
     for i in range(n):
         a, b = (i + 1) % n, (i + 2) % n
         character = synth.random_character(seeds[i])
         own = synth.render(character, synth.random_palette(palette_seeds[i]), size)
-        refs = tuple(synth.render(synth.random_character(seeds[j]), synth.random_palette(palette_seeds[j]), size).color
+        refs = tuple(synth.render(synth.random_character(seeds[j]), synth.random_palette(palette_seeds[j]), ref_side).color
                      for j in (a, b))
         # the same drawing, so the same line and mask: only the colours change with the palette
         targets = tuple(synth.render(character, synth.random_palette(palette_seeds[j]), size).color for j in (a, b))
@@ -275,9 +280,10 @@ def iter_cases(seeds: Sequence[int], size: int, palette_seeds: Sequence[int] | N
                    references=refs, targets=targets)  # type: ignore[arg-type]
 
 
-def make_cases(seeds: Sequence[int], size: int, palette_seeds: Sequence[int] | None = None) -> list[Case]:
+def make_cases(seeds: Sequence[int], size: int, palette_seeds: Sequence[int] | None = None,
+               reference_size: int | None = None) -> list[Case]:
     """All cases at once (small counts: tests, notebooks)."""
-    return list(iter_cases(seeds, size, palette_seeds))
+    return list(iter_cases(seeds, size, palette_seeds, reference_size))
 
 
 def seeds_from_folder(folder: str | Path) -> tuple[list[int], list[int]]:
@@ -366,12 +372,13 @@ def evaluate(model, count: int = DEFAULT_COUNT, size: int | None = None, seed_ba
              seeds: Sequence[int] | None = None, palette_seeds: Sequence[int] | None = None,
              cases: Sequence[Case] | None = None, baselines: bool = True,
              grid: str | Path | None = None, grid_cases: int = 4, batch: int = 8,
-             progress: Callable[[int, int], None] | None = None) -> dict:
+             reference_size: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Score `model` (a Colorizer or a ColorFn) and the two baselines on held-out characters.
 
     Characters are `seeds` (with `palette_seeds`, default the same) if given, else seed_base ..
     seed_base+count-1; `cases` (pre-rendered) overrides both. `size` defaults to a Colorizer's model
-    resolution. Returns a JSON-ready dict (NaN where nothing was measurable): "rows" maps model /
+    resolution; references are rendered at max(size, reference_size), which defaults to a Colorizer's
+    reference size. Returns a JSON-ready dict (NaN where nothing was measurable): "rows" maps model /
     ignores_reference / reinhard to {part_de00, follow_ratio, psnr, ssim, per_part_de00, ...}.
     `grid` writes a PNG (sketch | reference | output | target) for the first `grid_cases` sketches.
     """
@@ -400,11 +407,14 @@ def evaluate(model, count: int = DEFAULT_COUNT, size: int | None = None, seed_ba
             warnings.warn(f"evaluation seeds start at {min(seeds)}, below EVAL_SEED_BASE = {EVAL_SEED_BASE}: "
                           "they may have been used in training, so the figures are not held-out")
         total = len(seeds)
-        source: Iterable[Case] = iter_cases(seeds, size, palette_seeds)
+        if reference_size is None and colorizer is not None:
+            reference_size = colorizer.config.reference_size
+        source: Iterable[Case] = iter_cases(seeds, size, palette_seeds, reference_size)
     else:
         if len(cases) < 1:
             raise ValueError("no cases to evaluate")
         total, size, source = len(cases), int(cases[0].line.shape[0]), cases
+    ref_side = max(size, reference_size or size) if cases is None else int(cases[0].references[0].shape[0])
     fns: dict[str, ColorFn] = {"model": fn}
     if baselines:
         fns["ignores_reference"] = ignoring_reference(fn)
@@ -442,6 +452,7 @@ def evaluate(model, count: int = DEFAULT_COUNT, size: int | None = None, seed_ba
             "pairs": 2 * len(seen),
             "seeds": seen,
             "size": size,
+            "reference_size": ref_side,
             "colour_error": "CIEDE2000 of per-part median CIELAB (mask eroded 1 px, 1 px away from ink), "
                             "averaged per part label, then over labels",
             "follow_ratio": "sum over sketches of mean-part dE00(out_A, out_B) / same for (target_A, target_B)",
@@ -516,6 +527,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                               "(its meta.json seeds) instead of seeds --seed-base..")
     p.add_argument("--count", type=int, default=DEFAULT_COUNT, help=f"held-out characters (default {DEFAULT_COUNT})")
     p.add_argument("--size", type=int, help="image size (default: the model's resolution)")
+    p.add_argument("--reference-size", type=int,
+                   help="render references at max(size, this) px (default: the model's reference size)")
     p.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE,
                    help=f"first character seed (default {EVAL_SEED_BASE}; training uses seeds below it)")
     p.add_argument("--grid", type=Path, help="write a PNG grid: sketch | reference | output | target")
@@ -531,8 +544,10 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.batch < 1 or args.grid_cases < 0:
             raise ValueError("--batch must be >= 1 and --grid-cases >= 0")
-        if args.size is not None and not 32 <= args.size <= MAX_SIZE:
-            raise ValueError(f"--size must be between 32 and {MAX_SIZE}")
+        for name in ("size", "reference_size"):
+            value = getattr(args, name)
+            if value is not None and not 32 <= value <= MAX_SIZE:
+                raise ValueError(f"--{name.replace('_', '-')} must be between 32 and {MAX_SIZE}")
         seeds = palette_seeds = None
         if args.data:
             seeds, palette_seeds = seeds_from_folder(args.data)
@@ -553,13 +568,14 @@ def main(args: argparse.Namespace) -> int:
     try:
         result = evaluate(colorizer, count=args.count, size=args.size, seed_base=args.seed_base, seeds=seeds,
                           palette_seeds=palette_seeds,
-                          grid=args.grid, grid_cases=args.grid_cases, batch=args.batch, progress=progress)
+                          grid=args.grid, grid_cases=args.grid_cases, batch=args.batch,
+                          reference_size=args.reference_size, progress=progress)
     except ValueError as exc:
         print(f"irodori eval: {exc}", file=sys.stderr)
         return 2
     proto = result["protocol"]
     print(f"{colorizer.name}: {proto['characters']} held-out characters, {proto['pairs']} sketch/reference pairs, "
-          f"{proto['size']} px, {result['seconds']:.1f} s")
+          f"{proto['size']} px (references {proto['reference_size']} px), {result['seconds']:.1f} s")
     print(format_table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
