@@ -290,8 +290,7 @@ class Votes:
 
 def plan_votes(labels: np.ndarray, vote: np.ndarray | None = None, stride: int | None = None) -> Votes:
     """The voters of fill() (see there) for `labels` (H, W) and the optional `vote` mask (H, W) bool."""
-    if not isinstance(labels, np.ndarray) or labels.ndim != 2 or labels.size == 0:
-        raise ValueError(f"labels must be a non-empty (H, W) numpy array, got {getattr(labels, 'shape', labels)!r}")
+    _check_image(labels, "labels", None)
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"labels must be integers, got {labels.dtype}")
     if labels.min() < 0 or labels.max() > labels.size:
@@ -316,9 +315,9 @@ def plan_votes(labels: np.ndarray, vote: np.ndarray | None = None, stride: int |
     dense = np.flatnonzero(~np.take(sparse, labels))
     dense_labels = labels.ravel()[dense]
     if vote is not None:
-        votes = vote.ravel()[dense]
-        voteless = (np.bincount(dense_labels, minlength=n) > 0) & (np.bincount(dense_labels[votes], minlength=n) == 0)
-        keep = (votes | np.take(voteless, dense_labels)) if voteless.any() else votes
+        voting = vote.ravel()[dense]
+        voteless = (np.bincount(dense_labels, minlength=n) > 0) & (np.bincount(dense_labels[voting], minlength=n) == 0)
+        keep = (voting | np.take(voteless, dense_labels)) if voteless.any() else voting
         dense, dense_labels = dense[keep], dense_labels[keep]
     sample_labels = np.concatenate([grid_labels[on_grid], dense_labels])
     counts = np.bincount(sample_labels, minlength=n)

@@ -15,9 +15,9 @@ Protocol (everything deterministic, nothing random at run time):
   line layer of character i. The true target for reference A is character i re-rendered with A's palette
   (same drawing, A's colours); likewise for B. The references are rendered at the model's reference size
   when that is larger than the evaluation size (a user's reference is a full-size picture, and a model
-  whose VGG19 sees 96 px should get 96 px of reference), else at the evaluation size. With `--data DIR` the characters are the (character,
-  palette) seeds listed in a folder written by `irodori synth` (meta.json items), re-rendered at the
-  evaluation size; the first --count of them are used.
+  whose VGG19 sees 96 px should get 96 px of reference), else at the evaluation size. With `--data DIR`
+  the characters are the (character, palette) seeds listed in a folder written by `irodori synth`
+  (meta.json items), re-rendered at the evaluation size; the first --count of them are used.
 - Rows, all on the same cases in the same run:
     model               the checkpoint through the real pipeline (Colorizer.colorize_batch, "color" output);
     ignores reference   the same model with every reference replaced by a flat neutral grey image
@@ -414,7 +414,6 @@ def evaluate(model, count: int = DEFAULT_COUNT, size: int | None = None, seed_ba
         if len(cases) < 1:
             raise ValueError("no cases to evaluate")
         total, size, source = len(cases), int(cases[0].line.shape[0]), cases
-    ref_side = max(size, reference_size or size) if cases is None else int(cases[0].references[0].shape[0])
     fns: dict[str, ColorFn] = {"model": fn}
     if baselines:
         fns["ignores_reference"] = ignoring_reference(fn)
@@ -422,6 +421,7 @@ def evaluate(model, count: int = DEFAULT_COUNT, size: int | None = None, seed_ba
     rows = {name: _Row() for name in fns}
     tiles: list[np.ndarray] = []
     seen: list[int] = []
+    reference_side = 0  # as the cases were rendered (recorded in the protocol)
     t0 = time.perf_counter()
     for group in _chunks(source, max(1, batch // 2)):
         lines = [c.line for c in group for _ in range(2)]
@@ -437,6 +437,7 @@ def evaluate(model, count: int = DEFAULT_COUNT, size: int | None = None, seed_ba
                     out = flatten(outputs["model"][2 * j + k], case.line)
                     tiles.append(_grid_row(case.line, case.references[k], out, case.targets[k]))
             seen.append(case.seed)
+            reference_side = int(case.references[0].shape[0])
         if progress is not None:
             progress(len(seen), total)
     elapsed = time.perf_counter() - t0
@@ -452,7 +453,7 @@ def evaluate(model, count: int = DEFAULT_COUNT, size: int | None = None, seed_ba
             "pairs": 2 * len(seen),
             "seeds": seen,
             "size": size,
-            "reference_size": ref_side,
+            "reference_size": reference_side,
             "colour_error": "CIEDE2000 of per-part median CIELAB (mask eroded 1 px, 1 px away from ink), "
                             "averaged per part label, then over labels",
             "follow_ratio": "sum over sketches of mean-part dE00(out_A, out_B) / same for (target_A, target_B)",
