@@ -54,11 +54,12 @@ def test_quick_bench_writes_every_section(tmp_path, tiny_checkpoint, capsys):
     assert [f["size"] for f in res["flats"]] == list(plan.pipeline_sizes)
     assert all(f["flats_s"] > 0 and f["regions"] > 0 and f["pct_of_pipeline"] > 0 for f in res["flats"])
 
-    # (d) a real server answered every size (raw frames, plus PNG at the first size)
+    # (d) a real server answered every size (shared memory and raw frames, plus PNG at the first size)
     transport = res["transport"]
-    assert [(t["size"], t["format"]) for t in transport] == [(plan.pipeline_sizes[0], "raw"),
-                                                             (plan.pipeline_sizes[0], "png"),
-                                                             *[(s, "raw") for s in plan.pipeline_sizes[1:]]]
+    first = plan.pipeline_sizes[0]
+    assert [(t["size"], t["format"]) for t in transport] == [
+        (first, "shm"), (first, "raw"), (first, "png"),
+        *[(s, f) for s in plan.pipeline_sizes[1:] for f in ("shm", "raw")]]
     for t in transport:
         assert t["roundtrip_ms"] > t["server_colorize_ms"] > 0  # the round trip contains the server's work
         assert t["in_process_ms"] > 0
@@ -69,6 +70,7 @@ def test_quick_bench_writes_every_section(tmp_path, tiny_checkpoint, capsys):
     assert set(cells) == {(b, n) for b in ("off", "on") for n in plan.clients}
     for (batching, n), c in cells.items():
         assert c["errors"] == 0 and c["images"] == n * math.ceil(plan.concurrent_requests / n)
+        assert c["rounds"] == len(c["images_per_s_rounds"]) == plan.concurrency_rounds
         assert c["images_per_s"] > 0 and c["max_batch"] == (1 if batching == "off" else 4)
 
     # (f) training at both configurations
@@ -76,7 +78,7 @@ def test_quick_bench_writes_every_section(tmp_path, tiny_checkpoint, capsys):
     assert all(t["step_ms"] > 0 and t["images_per_s"] > 0 for t in res["training"])
 
     names = " ".join(t["name"] for t in res["targets"])
-    for word in ("generator", "transport", "peak RSS", "flats", "throughput"):
+    for word in ("generator", "transport 256x256 shm", "peak RSS", "flats", "throughput"):
         assert word in names
 
 

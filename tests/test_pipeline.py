@@ -6,7 +6,7 @@ import pytest
 
 from backend.cli import main as cli
 from backend.imageio import decode_image, encode_png, load_image, save_image
-from backend.pipeline import Colorizer, model_size, to_grey
+from backend.pipeline import Colorizer, grey_u8, model_size, to_grey
 from helpers import line_art, reference
 
 
@@ -47,6 +47,25 @@ def test_rgba_transparent_equals_white_background(colorizer):
     c = colorizer.colorize(rgb, reference())["color"]
     assert np.array_equal(a, b) and np.array_equal(b, c)
     assert to_grey(rgba)[0, 0] == 1.0
+
+
+def test_grey_conversion_matches_the_luma_formula_for_every_layout():
+    """grey_u8 (OpenCV, 8-bit) against lum * alpha + 255 * (1 - alpha) in float64: at most 1 level apart."""
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (40, 50, 4), dtype=np.uint8)
+    rgba[0, :4, 3] = (0, 255, 0, 255)
+    f = rgba.astype(np.float64)
+    lum = f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
+    alpha = f[..., 3] / 255
+    cases = [(rgba, lum * alpha + 255 * (1 - alpha)), (np.ascontiguousarray(rgba[..., :3]), lum),
+             (np.ascontiguousarray(rgba[..., [0, 3]]), f[..., 0] * alpha + 255 * (1 - alpha)),
+             (rgba[..., 0], f[..., 0])]
+    for image, expected in cases:
+        grey = grey_u8(image)
+        assert grey.dtype == np.uint8 and grey.shape == (40, 50)
+        assert np.abs(grey - expected).max() <= 1.0, image.shape
+        assert np.array_equal(to_grey(image), grey.astype(np.float32) / 255)
+    assert (grey_u8(rgba)[0, [0, 2]] == 255).all()  # fully transparent = paper, whatever its colour
 
 
 def test_flattened_keeps_lines_dark_and_sharp(colorizer):

@@ -79,7 +79,7 @@ def test_valid_requests_parse_with_defaults():
     req = parse(colorize_header())
     assert (req.op, req.id) == ("colorize", "r1")
     assert req.options == {"outputs": ["color", "flattened"], "resolution": 64, "output_layout": "RGBA",
-                           "output_format": "raw"}
+                           "output_format": "raw", "output_shm": None}
     assert req.inputs[0] == P.ImageSpec("lineart", "raw", 4, 3, "RGBA") and req.inputs[1].format == "encoded"
     assert parse({"op": "ping", "id": "x"}, sizes=()).op == "ping"
     minimal = parse(colorize_header(options={}))

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -463,3 +466,115 @@ def test_curve_round_trip(colorizer, tmp_path):
     finally:
         srv.stop()
         thread.join(30)
+
+
+# ============================================================================================ shared memory
+def _shm_request(client: P.Client, line: dict, ref_png: bytes, **options) -> None:
+    client.request("colorize", {"outputs": ["color"], **options}, [(line, b""), ({"role": "reference",
+                                                                                  "format": "encoded"}, ref_png)])
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_local_clients_send_pixels_through_shared_memory(server, transport):
+    endpoint, _ = server
+    la, ref = line_art(70, 90, rgba=True, seed=4), reference(seed=4)
+    with P.Client(endpoint, timeout=60, transport=transport) as shm, \
+            P.Client(endpoint, timeout=60, transport=transport, shared_memory=False) as frames:
+        assert shm.shared_memory and not frames.shared_memory  # on by itself for a loopback endpoint
+        info = shm.info()
+        assert info["server"]["shared_memory"] is True and "shm" in info["protocol"]["input_formats"]
+        bgra = P.Pixels.from_array(np.ascontiguousarray(la[..., [2, 1, 0, 3]]), "BGRA")
+        a = shm.colorize(bgra, ref, outputs=("color", "flats"), output_layout="BGRA")
+        b = frames.colorize(la, ref, outputs=("color", "flats"), output_layout="BGRA")
+        assert shm.shared_memory, "the server took the segments"
+        assert shm.last_header["outputs"][1]["format"] == "shm" and not frames.last_header["outputs"][0].get("offset")
+        for name in ("color", "flats"):
+            assert np.array_equal(a[name].to_array(), b[name].to_array())
+        paths = [seg.path for seg in shm._segments.values()]
+        assert len(paths) == 3 and all(os.stat(p).st_mode & 0o777 == 0o600 for p in paths)
+        kept = a["color"].to_array().copy()
+        shm.colorize(line_art(70, 90, seed=9), ref)  # writes the same segments again
+        assert np.array_equal(a["color"].to_array(), kept), "results are copies, not views of the segment"
+    assert not any(os.path.exists(p) for p in paths), "close() removes the segments"
+
+
+def test_shared_memory_requests_are_checked_before_any_work(server):
+    endpoint, _ = server
+    ref_png = png(reference())
+    seg = P.SharedBuffer.create(32 * 32)
+    np.frombuffer(seg.view, np.uint8)[:] = line_art(32, 32).ravel()
+    line = {"role": "lineart", "format": "shm", "width": 32, "height": 32, "layout": "L", "name": seg.name}
+    out = P.SharedBuffer.create(32 * 32 * 4)
+    small = P.SharedBuffer.create(100)
+    target = P.SharedBuffer.create(32 * 32)
+    link = f"irodori-{os.getpid()}-{'0' * 32}"
+    os.symlink(target.path, os.path.join(P.SHM_DIR, link))
+    cases = [
+        ({**line, "name": "../../etc/passwd"}, {}, "bad_request"),
+        ({**line, "name": f"irodori-{os.getpid()}-{'f' * 32}"}, {}, "shared_memory"),  # no such segment
+        ({**line, "name": small.name}, {}, "shared_memory"),  # smaller than 32x32
+        ({**line, "name": link}, {}, "shared_memory"),  # links are not followed
+        ({**line, "width": 33}, {}, "shared_memory"),  # 33x32 does not fit the segment
+        (line, {"output_format": "shm"}, "bad_request"),  # no output_shm
+        (line, {"output_format": "shm", "output_shm": small.name}, "shared_memory"),  # outputs do not fit
+        ({**line, "format": "raw"}, {}, "bad_request"),  # name on a raw image
+    ]
+    try:
+        with P.Client(endpoint, timeout=60) as client:
+            for desc, options, code in cases:
+                with pytest.raises(P.IrodoriError) as info:
+                    _shm_request(client, desc, ref_png, **options)
+                assert info.value.code == code, (desc, options, info.value.message)
+                assert client.ping()["ok"] is True
+            with pytest.raises(P.IrodoriError) as info:  # a shm image carries no payload
+                client.request("colorize", {}, [(line, b"x"), ({"role": "reference", "format": "encoded"}, ref_png)])
+            assert info.value.code == "bad_request"
+            _shm_request(client, line, ref_png, output_format="shm", output_shm=out.name)
+            first = client.last_header["outputs"][0]
+            assert first == {"name": "color", "format": "shm", "width": 32, "height": 32, "layout": "RGBA",
+                             "offset": 0}
+            expected = client.colorize(line_art(32, 32), reference())["color"].to_array()
+            assert np.array_equal(np.frombuffer(out.view, np.uint8).reshape(32, 32, 4), expected)
+    finally:
+        os.unlink(os.path.join(P.SHM_DIR, link))
+        for s in (seg, out, small, target):
+            s.unlink()
+
+
+def test_a_server_without_shared_memory_gets_frames_instead(colorizer):
+    from backend.server import Server, ServerConfig
+
+    srv = Server(colorizer, ServerConfig(bind=f"tcp://127.0.0.1:{free_port()}", shared_memory=False), LIMITS)
+    thread = srv.start_thread()
+    la, ref = line_art(40, 56), reference()
+    try:
+        with P.Client(srv.endpoint, timeout=30) as client:
+            assert client.shared_memory and "shm" not in client.info()["protocol"]["input_formats"]
+            out = client.colorize(la, ref)["color"].to_array()
+            assert not client.shared_memory, "told 'shared_memory', the client switched to frames"
+            assert client.last_header["outputs"][0]["format"] == "raw"
+            assert np.array_equal(out[..., :3], colorizer.colorize(la, ref)["color"])
+            assert not client._segments
+    finally:
+        srv.stop()
+        thread.join(30)
+
+
+def test_segments_of_dead_clients_are_removed():
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = os.path.join(P.SHM_DIR, f"irodori-{dead.pid}-{'a' * 32}")
+    alive = os.path.join(P.SHM_DIR, f"irodori-{os.getpid()}-{'b' * 32}")
+    for path in (stale, alive):
+        with open(path, "wb") as f:
+            f.write(b"x")
+    P._stale_checked = False
+    try:
+        seg = P.SharedBuffer.create(8)
+        assert not os.path.exists(stale) and os.path.exists(alive) and os.path.exists(seg.path)
+        seg.unlink()
+        assert not os.path.exists(seg.path)
+    finally:
+        for path in (stale, alive):
+            if os.path.exists(path):
+                os.unlink(path)
