@@ -301,11 +301,17 @@ class Colorizer:
             sketches.append((F.pad(small, (0, pw - w, 0, ph - h), value=1.0), h, w))
             groups.setdefault((ph, pw), []).append(i)
         colours: list[torch.Tensor | None] = [None] * len(prepared)
+        # On a CPU one image already fills every core and a batched call only spills the caches (a batch of 4
+        # at 256 px took 1.27x the time of 4 single calls on a 2-core EPYC), so there the generator takes one
+        # image per call; a GPU gets the whole group. The style encoder is batched either way (1.07x faster).
+        step = 1 if self.device.type == "cpu" else len(prepared)
         with torch.inference_mode(), self._autocast():
-            for idx in groups.values():
-                out = self.generator(torch.cat([sketches[i][0] for i in idx]), style[idx])
-                for j, i in enumerate(idx):
-                    colours[i] = out[j:j + 1, :, : sketches[i][1], : sketches[i][2]].float()
+            for group in groups.values():
+                for start in range(0, len(group), step):
+                    idx = group[start:start + step]
+                    out = self.generator(torch.cat([sketches[i][0] for i in idx]), style[idx])
+                    for j, i in enumerate(idx):
+                        colours[i] = out[j:j + 1, :, : sketches[i][1], : sketches[i][2]].float()
         t2 = time.perf_counter()
 
         results = []

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from backend import __version__
+from backend import __version__, release_freed_memory
 from backend import protocol as P
 from backend.imageio import DEFAULT_LIMITS, Limits, check_size, decode_image, encode_png
 
@@ -40,6 +40,7 @@ WORKER_PROTO = b"irodori-worker/1"
 READY, REQUEST, REPLY, HEARTBEAT, DRAINING, DISCONNECT = (b"READY", b"REQUEST", b"REPLY", b"HEARTBEAT",
                                                          b"DRAINING", b"DISCONNECT")
 ENCODED_FORMATS = ("PNG", "JPEG", "WEBP")
+IDLE_RELEASE_S = 2.0  # no request for this long: give the memory kept between requests back to the system
 
 
 @dataclass(frozen=True)
@@ -399,13 +400,18 @@ class Server(Service):
         push.linger = 0
         push.connect("inproc://replies")
         carry: Job | None = None
+        last_batch: float | None = None  # set while freed memory is kept for the next request
         try:
             while True:
                 batch, carry = self._next_batch(carry)
                 if batch:
                     self._run_batch(batch, push)
+                    last_batch = time.monotonic()
                 elif self._stop.is_set() and self._queue.empty() and carry is None:
                     return
+                elif last_batch is not None and time.monotonic() - last_batch > IDLE_RELEASE_S:
+                    release_freed_memory()  # idle: the kept activations go back to the system
+                    last_batch = None
         finally:
             push.close(linger=0)
 

@@ -1,6 +1,11 @@
 """The inference pipeline and `irodori colorize`, on a tiny seeded checkpoint."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -158,3 +163,35 @@ def test_demo_writes_the_overview_and_the_flats_picture(tmp_path, tiny_checkpoin
     flats_row = load_image(tmp_path / "flats.png")
     assert flats_row.shape[0] == 192 and flats_row.shape[1] == 5 * 192 + 4 * 4  # five square tiles
     assert "flats under the line art" in capsys.readouterr().out
+
+
+_ALLOCATOR_PROBE = """
+import json, sys
+import numpy as np
+import backend
+
+def rss_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+base = rss_mib()
+blocks = [np.ones(2 << 20, np.float32) for _ in range(40)]  # 40 x 8 MiB, like a forward's activations
+del blocks
+kept = rss_mib()
+backend.release_freed_memory()
+print(json.dumps({"keeps": backend.KEEPS_FREED_MEMORY, "kept": kept - base, "released": rss_mib() - base}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+def test_freed_memory_is_kept_between_calls_and_given_back_on_request():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    run = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE], env=env, capture_output=True, text=True,
+                         check=True)
+    probe = json.loads(run.stdout)
+    assert probe["keeps"] and probe["kept"] > 200, probe  # 320 MiB freed but kept for the next call
+    assert probe["released"] < probe["kept"] - 200, probe  # and handed back to the system
+    run = subprocess.run([sys.executable, "-c", _ALLOCATOR_PROBE], env={**env, "MALLOC_ARENA_MAX": "2"},
+                         capture_output=True, text=True, check=True)
+    assert not json.loads(run.stdout)["keeps"]  # a user's own malloc settings win

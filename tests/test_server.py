@@ -425,6 +425,40 @@ def test_queued_requests_are_batched_and_match_unbatched_results(colorizer):
         assert np.abs(out["color"].to_array()[..., :3].astype(int) - alone).max() <= 1
 
 
+def test_an_idle_server_gives_kept_memory_back_once(colorizer, monkeypatch):
+    import time
+
+    import backend.server as server_mod
+
+    calls: list[float] = []
+    monkeypatch.setattr(server_mod, "IDLE_RELEASE_S", 0.3)
+    monkeypatch.setattr(server_mod, "release_freed_memory", lambda: calls.append(time.monotonic()))
+    srv = server_mod.Server(colorizer, server_mod.ServerConfig(bind="tcp://127.0.0.1:*"), LIMITS)
+    thread = srv.start_thread()
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(calls) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    try:
+        with P.Client(srv.endpoint, timeout=60) as client:
+            time.sleep(1.0)
+            assert calls == []  # nothing to give back before any request
+            client.colorize(line_art(32, 32), reference())
+            done = time.monotonic()
+            wait_for(1)
+            assert len(calls) == 1 and calls[0] - done >= 0.25
+            time.sleep(1.0)
+            assert len(calls) == 1  # once per idle spell, not every poll
+            client.colorize(line_art(32, 32), reference())
+            wait_for(2)
+            assert len(calls) == 2
+    finally:
+        srv.stop()
+        thread.join(30)
+
+
 # ============================================================================================ security
 def test_non_loopback_bind_is_refused_without_keys(tiny_checkpoint):
     for cmd in (["serve", "--bind", f"tcp://0.0.0.0:{free_port()}", "--checkpoint", str(tiny_checkpoint)],
