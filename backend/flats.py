@@ -119,6 +119,17 @@ def _components(mask: np.ndarray) -> tuple[int, np.ndarray]:
     return n - 1, labels
 
 
+def _label_counts(labels: np.ndarray) -> np.ndarray:
+    """Pixels per label (int64, index = label). OpenCV's histogram of the labels as uint16 is ~4x faster
+    than np.bincount (which first widens 4M int32 labels to int64); its float32 counts are exact up to 2^24,
+    plenty for the small-region test they serve. More than 65,535 labels: np.bincount."""
+    n = int(labels.max()) + 1
+    if n > 1 << 16:
+        return np.bincount(labels.ravel(), minlength=n)
+    hist = cv2.calcHist([labels.astype(np.uint16)], [0], None, [n], [0, n])
+    return hist.ravel().astype(np.int64)
+
+
 def _nearest(known: np.ndarray, labels: np.ndarray, where: np.ndarray) -> np.ndarray:
     """The label of the nearest `known` pixel (chessboard distance) for the pixels at flat indices `where`.
 
@@ -181,7 +192,7 @@ def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig()) -> np.ndarray
 
     # Tiny regions give their pixels up to a neighbour (counted over the pixels labelled so far). One
     # table renumbers the surviving regions 1..K in order and sends tiny ones to 0 (unlabelled).
-    counts = np.bincount(labels.ravel())
+    counts = _label_counts(labels)
     counts[0] = 0
     if counts.max(initial=0) == 0:
         return np.ones((H, W), np.int32)  # all ink: one region
