@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from backend import flats as flats_mod
 from backend.flats import FlatsConfig, bench_flats, bench_images, fill, flats, segment, shading
 
 
@@ -460,3 +461,11 @@ def test_pipeline_reuses_the_regions_of_a_line_art_it_has_seen(tiny_checkpoint, 
         colorizer.colorize(bench_images(128, seed=7 + _)[0], _noisy_color((32, 32)), ("flats",))
     colorizer.colorize(line_a, _noisy_color((32, 32), seed=2), ("flats",))
     assert len(calls) == 3 + pipeline.SEGMENT_CACHE_SIZE
+
+
+def test_region_sizes_are_exact_with_few_and_with_many_labels():
+    rng = np.random.default_rng(0)
+    few = rng.integers(0, 1500, (300, 310)).astype(np.int32)
+    many = rng.permutation(300 * 310).reshape(300, 310).astype(np.int32)  # 93,000 labels: the bincount path
+    for labels in (few, many):
+        assert np.array_equal(flats_mod._label_counts(labels), np.bincount(labels.ravel()))
