@@ -63,6 +63,7 @@ class Plan:
     pipeline_sizes: tuple[int, ...]
     pipeline_repeats: int
     flats_repeats: int
+    flats_request_rounds: int  # interleaved rounds of requests without / with flats (a noisy difference)
     transport_repeats: int
     clients: tuple[int, ...]
     concurrent_size: int  # line-art side for (e)
@@ -73,11 +74,11 @@ class Plan:
 
 
 FULL = Plan(peak_repeats=7, peak_min_ms=300.0, matmul_n=2048, conv=(128, 128), gen_sizes=(256, 512, 1024),
-            gen_repeats=5, gen_compile=True, pipeline_sizes=(2048, 4096), pipeline_repeats=5, flats_repeats=3,
+            gen_repeats=5, gen_compile=True, pipeline_sizes=(2048, 4096), pipeline_repeats=5, flats_repeats=3, flats_request_rounds=9,
             transport_repeats=5, clients=(1, 4, 16), concurrent_size=1024, concurrent_requests=16,
             concurrency_rounds=3, train_steps=2, train_paper_override=())
 QUICK = Plan(peak_repeats=3, peak_min_ms=50.0, matmul_n=1024, conv=(128, 128), gen_sizes=(64, 128),
-             gen_repeats=2, gen_compile=False, pipeline_sizes=(256, 512), pipeline_repeats=2, flats_repeats=1,
+             gen_repeats=2, gen_compile=False, pipeline_sizes=(256, 512), pipeline_repeats=2, flats_repeats=1, flats_request_rounds=2,
              transport_repeats=2, clients=(1, 4, 16), concurrent_size=128, concurrent_requests=16,
              concurrency_rounds=1, train_steps=1,
              train_paper_override=("--model.resolution=32", "--model.reference_size=32"))
@@ -453,7 +454,7 @@ def child_flats(spec: dict) -> dict:
     times: dict[str, list[float]] = {"plain": [], "cold": [], "warm": []}
     for outputs in (("color",), ("color", "flats")):  # warm-up, untimed
         colorizer.colorize(lineart, ref, outputs)
-    for _ in range(max(spec["repeats"], 3)):
+    for _ in range(spec["rounds"]):
         # cold: a line art never seen (the segmentation cache emptied); warm: the same line art again
         for name, outputs in (("plain", ("color",)), ("cold", ("color", "flats")), ("warm", ("color", "flats"))):
             if name == "cold":
@@ -923,7 +924,8 @@ def main(args: argparse.Namespace) -> int:
         pipe = {p["size"]: p["median_ms"] for p in res.get("pipeline", [])}
         for size in plan.pipeline_sizes:
             say(f"flats {size}x{size}")
-            fl = run_child({**spec_base, "kind": "flats", "size": size, "repeats": plan.flats_repeats}, args.threads)
+            fl = run_child({**spec_base, "kind": "flats", "size": size, "repeats": plan.flats_repeats,
+                            "rounds": plan.flats_request_rounds}, args.threads)
             fl["pct_of_pipeline"] = 100 * fl["flats_s"] * 1e3 / pipe[size] if size in pipe else None
             res["flats"].append(fl)
     if "transport" in sections or "concurrency" in sections:
