@@ -26,7 +26,7 @@ def _keep_freed_memory() -> bool:
 
     By default every block over 128 KiB..32 MiB is a fresh mmap, so each of the generator's activations is
     page-faulted and zeroed again on every call: the 512 px forward spent a third of its time there (measured
-    on a 2-core EPYC: 520 -> 344 ms on the main thread, 469 -> 392 ms on a server's model thread). The price
+    on a 2-core EPYC: 520 -> 344 ms on the main thread, 469 -> 353-392 ms on a server's model thread). The price
     is up to 1 GiB of freed memory kept between calls; the server gives it back when idle
     (`release_freed_memory`). A user's own glibc malloc settings (MALLOC_* or GLIBC_TUNABLES) win."""
     if os.environ.get("GLIBC_TUNABLES", "").find("glibc.malloc") >= 0 or any(

@@ -4,8 +4,8 @@ Two threads. The I/O thread owns the sockets: it validates every request complet
 count and sizes, image headers, so a decompression bomb never reaches a decoder) and answers ping, info and
 every error at once; valid colorize requests go into a bounded queue (full = "busy", never growth). The
 model thread takes batches from the queue (up to --max-batch requests, waiting at most --max-wait-ms for
-more when requests queued up during the last batch), runs them through backend.pipeline.Colorizer and hands the replies back over an inproc socket,
-because ZeroMQ sockets must not be shared between threads.
+more when requests queued up during the last batch), runs them through backend.pipeline.Colorizer and
+hands the replies back over an inproc socket, because ZeroMQ sockets must not be shared between threads.
 
 With --connect BROKER the same server works for `irodori broker` instead of binding (backend/broker.py).
 """
