@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -852,6 +852,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use a seeded untrained default ModelConfig() generator for (c), (d), (e): what a model "
                         "of the paper's size costs (the bundled demo model is a 64 px toy that runs in ms)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--no-compile", action="store_true",
+                   help="leave out the torch.compile rows of (b) (each compiles for tens of seconds per size)")
     p.add_argument("--threads", type=int, default=0, help="torch threads here and in every subprocess "
                                                           "(0 = torch's default: one per core)")
 
@@ -885,6 +887,8 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     args.device = device.type
     plan = QUICK if args.quick else FULL
+    if args.no_compile:
+        plan = replace(plan, gen_compile=False)
     res: dict[str, Any] = {"machine": machine_info(device, args.threads), "quick": args.quick, "plan": asdict(plan)}
     t_start = time.perf_counter()
 

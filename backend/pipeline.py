@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import math
 import os
 import sys
 import threading
 import time
 import warnings
+import zlib
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -168,31 +168,33 @@ def _segmenter() -> ThreadPoolExecutor:
 
 
 SEGMENT_CACHE_SIZE = 2  # line arts whose flats regions are kept (only ever touched by the segmenter thread)
-_segment_cache: "OrderedDict[bytes, tuple]" = OrderedDict()
+_segment_cache: "OrderedDict[tuple, tuple]" = OrderedDict()
 
 
 def _segment(line: np.ndarray) -> tuple[np.ndarray, "flats_mod.Votes"]:
     """The request's grey line art (grey_u8) -> (flats region labels, fill's voters).
 
     Both depend on the line art alone, so they are worked out while the model runs; fill() is left with
-    the colour work. "The same sketch with
-    another reference" is the usual loop in Krita and GIMP, so the last few results are kept, keyed by a
-    hash of the grey line art's bytes (a few ms against ~75 ms of segmentation at 2048^2, ~0.4 s at 4096^2)."""
+    the colour work. "The same sketch with another reference" is the usual loop in Krita and GIMP, so the
+    last few results are kept with a copy of their line art, found by its CRC-32 (0.6 ms at 2048^2 against
+    3 ms for a cryptographic hash) and confirmed byte for byte, so a collision only costs a recomputation."""
     line = np.ascontiguousarray(line)
-    key = hashlib.blake2b(line, digest_size=20, person=b"irodori-flats").digest() + repr(line.shape).encode()
+    key = (zlib.crc32(line), line.shape)
     cached = _segment_cache.get(key)
-    if cached is None:
+    if cached is None or not np.array_equal(cached[0], line):
         labels = flats_mod.segment(line)
         votes = flats_mod.paper_votes(line, labels)
-        for shared in (labels, votes.index, votes.keys, votes.used, votes.mid):
+        kept = line.copy()  # the caller may reuse its array
+        for shared in (kept, labels, votes.index, votes.keys, votes.used, votes.mid):
             shared.setflags(write=False)  # shared by every request with this line art
-        cached = labels, votes
+        cached = kept, labels, votes
         _segment_cache[key] = cached
+        _segment_cache.move_to_end(key)  # a collision replaced an older entry in place
         while len(_segment_cache) > SEGMENT_CACHE_SIZE:
             _segment_cache.popitem(last=False)
     else:
         _segment_cache.move_to_end(key)
-    return cached
+    return cached[1], cached[2]
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:

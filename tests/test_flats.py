@@ -375,18 +375,18 @@ def test_big_regions_vote_on_a_grid_and_small_ones_with_every_pixel():
     from backend.flats import MIN_SAMPLES, _lab_to_rgb, _rgb_to_lab, sample_stride
 
     labels = np.ones((120, 120), np.int32)
-    labels[100:110, 100:110] = 2  # 100 px: 25 on the stride-2 grid, fewer than MIN_SAMPLES
-    assert 25 < MIN_SAMPLES and sample_stride(120, 120) == 1 and sample_stride(2048, 2048) == 4
+    labels[100:106, 100:106] = 2  # 36 px: 9 on the stride-2 grid, fewer than MIN_SAMPLES
+    assert 9 < MIN_SAMPLES and sample_stride(120, 120) == 1 and sample_stride(2048, 2048) == 4
     yy, xx = np.mgrid[0:120, 0:120]
     color = np.stack([xx * 2, yy * 2, (xx + yy) // 2], axis=-1).astype(np.uint8)  # a smooth gradient
-    # Region 2: its 25 grid pixels and 24 more are blue, the other 51 red. All pixels vote: red wins;
+    # Region 2: its 9 grid pixels and 8 more are blue, the other 19 red. All pixels vote: red wins;
     # the grid alone would have said blue.
-    small = np.zeros((10, 10), bool)
+    small = np.zeros((6, 6), bool)
     small[::2, ::2] = True
     small[1::2, 1::2] = True
     small[1, 1] = False
-    assert small.sum() == 49
-    color[100:110, 100:110] = np.where(small[..., None], (0, 0, 255), (255, 0, 0))
+    assert small.sum() == 17
+    color[100:106, 100:106] = np.where(small[..., None], (0, 0, 255), (255, 0, 0))
     out = fill(labels, color, stride=2)
     assert (out[labels == 2] == (255, 0, 0)).all()
     # Region 1 votes with its grid pixels: within a step or two of the exact median over all its pixels.
@@ -469,3 +469,73 @@ def test_region_sizes_are_exact_with_few_and_with_many_labels():
     many = rng.permutation(300 * 310).reshape(300, 310).astype(np.int32)  # 93,000 labels: the bincount path
     for labels in (few, many):
         assert np.array_equal(flats_mod._label_counts(labels), np.bincount(labels.ravel()))
+
+
+def _nearest_brute_force(labels: np.ndarray, known: np.ndarray, unknown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each unknown pixel: its chessboard distance to the nearest known pixel, and that distance to the
+    nearest known pixel of the label it was given (equal when the label is one of the nearest)."""
+    ky, kx = np.nonzero(known)
+    kl = labels[known]
+    best, given = [], []
+    for y, x in zip(*np.nonzero(unknown)):
+        d = np.maximum(abs(ky - y), abs(kx - x))
+        best.append(d.min())
+        given.append(d[kl == labels[y, x]].min())
+    return np.array(best), np.array(given)
+
+
+@pytest.mark.parametrize("steps", [32, 2, 0])  # grown all the way, partly then the distance transform, not grown
+def test_unlabelled_pixels_take_a_nearest_known_label(steps, monkeypatch):
+    monkeypatch.setattr(flats_mod, "PROPAGATE_STEPS", steps)
+    rng = np.random.default_rng(steps)
+    known = rng.random((60, 70)) < 0.01
+    known[50:, :] = False  # a band far from any known pixel: more than `steps` growth steps away
+    truth = np.where(known, rng.integers(1, 40, known.shape), 0)
+    for dtype in (np.uint16, np.int32):  # int32: the path for more than 65,535 labels
+        labels = truth.astype(dtype)
+        unknown = ~known
+        labels[2, 3] = 7  # an already labelled pixel that is not known: kept, and it does not spread
+        unknown[2, 3] = False
+        flats_mod._fill_nearest(labels, known, unknown)
+        assert labels[2, 3] == 7 and np.array_equal(labels[known], truth[known])
+        best, given = _nearest_brute_force(labels, known, unknown)
+        assert (given == best).all() and (labels[unknown] > 0).all()
+
+
+def test_a_few_unlabelled_pixels_take_a_nearest_known_label():
+    # Few pixels left (< 1/128 of the canvas) are grown at those pixels only, not over the whole canvas.
+    rng = np.random.default_rng(1)
+    truth = rng.integers(1, 40, (90, 80)).astype(np.uint16)
+    known = np.ones(truth.shape, bool)
+    for y, x in ((0, 0), (40, 30), (84, 74)):  # 6x6 holes, at the corners too
+        known[y:y + 6, x:x + 6] = False
+    labels = np.where(known, truth, 0).astype(np.uint16)
+    flats_mod._fill_nearest(labels, known, ~known)
+    best, given = _nearest_brute_force(labels, known, ~known)
+    assert (given == best).all() and best.max() == 6  # (0, 0) is 6 px from the nearest known pixel
+
+
+def test_voters_do_not_depend_on_how_regions_are_numbered():
+    # segment() numbers regions from the largest down so that plan_votes() finds the small ones with one
+    # comparison; any other numbering takes the lookup path and must choose the same voters.
+    line, color = bench_images(1024, seed=2)  # 1024 px: big regions vote on a stride-2 grid
+    labels = segment(line)
+    perm = np.random.default_rng(0).permutation(labels.max() + 1).astype(np.int32)
+    perm[perm == 0], perm[0] = perm[0], 0  # keep label 0 unused
+    assert np.array_equal(fill(labels, color, vote=line >= 128), fill(perm[labels], color, vote=line >= 128))
+
+
+def test_segment_cache_survives_a_key_collision(tiny_checkpoint, monkeypatch):
+    # The cache finds line art by CRC-32 and compares the bytes: two line arts with the same key must each
+    # get their own regions.
+    from backend import pipeline
+    from backend.pipeline import Colorizer
+
+    monkeypatch.setattr(pipeline.zlib, "crc32", lambda data: 0)
+    pipeline._segment_cache.clear()
+    colorizer = Colorizer(tiny_checkpoint)
+    ref = _noisy_color((32, 32), seed=1)
+    for seed in (5, 6, 5):
+        line, _ = bench_images(128, seed=seed)
+        out = colorizer.colorize(line, ref, ("color", "flats"))
+        assert np.array_equal(out["flats"], flats(line, out["color"]))
