@@ -11,6 +11,7 @@ The guide decoders fight vanishing gradients in the middle of the U-net and exis
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 
@@ -162,10 +163,19 @@ def weights_sha256(encoder: nn.Module) -> str:
     return h.hexdigest()
 
 
-@functools.lru_cache(maxsize=2)
-def shared_style_encoder(weights: str) -> StyleEncoder:
-    """One frozen encoder per process and weights spec (it is ~490 MB and never changes)."""
-    return StyleEncoder(weights)
+def shared_style_encoder(weights: str, device: str | torch.device = "cpu") -> StyleEncoder:
+    """One frozen encoder per process, weights spec and device (it is ~490 MB and never changes).
+
+    Ask for the device you need rather than moving the one you get: Module.to() moves in place, so a
+    Colorizer on the GPU would otherwise pull the encoder from under every CPU user in the process."""
+    return _shared_style_encoder(weights, str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_style_encoder(weights: str, device: str) -> StyleEncoder:
+    if device == "cpu":
+        return StyleEncoder(weights)
+    return copy.deepcopy(_shared_style_encoder(weights, "cpu")).to(device)  # no second random init or download
 
 
 # ----------------------------------------------------------------------------------------- generator

@@ -155,3 +155,13 @@ def test_vgg_weight_specs_are_validated():
     for bad in ("looks-linear:x", "linear:0", "random:", "random:-1"):
         with pytest.raises(ValueError, match="vgg_weights"):
             apply_overrides(ModelConfig, TINY, [f"--vgg_weights={bad}"])
+
+
+def test_shared_encoder_is_one_per_device_and_the_cpu_one_stays_put():
+    # A Colorizer on the GPU once moved the process's only encoder there (Module.to() works in place), and
+    # every CPU user after it failed with "tensors on two devices". "meta" stands in for a GPU here.
+    cpu = shared_style_encoder("random:0")
+    other = shared_style_encoder("random:0", "meta")
+    assert other is not cpu and other.fc1.weight.device.type == "meta" and other.sha256 == cpu.sha256
+    assert cpu.fc1.weight.device.type == "cpu" and shared_style_encoder("random:0", torch.device("cpu")) is cpu
+    assert shared_style_encoder("random:0", "meta") is other

@@ -146,7 +146,7 @@ class Trainer:
         self.D = Discriminator(cfg.disc, cfg.loss.gan_modes).to(self.device) if cfg.loss.gan_modes else None
         self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         torch.manual_seed(cfg.seed + 1_000_003 * env.rank)  # then a different stream per rank
-        self.encoder = shared_style_encoder(cfg.model.vgg_weights).to(self.device)
+        self.encoder = shared_style_encoder(cfg.model.vgg_weights, self.device)
         self.style = StyleFeatures(self.encoder)
         o = cfg.optim
         self.opt_g = torch.optim.AdamW(self.G.parameters(), lr=o.lr_g, betas=tuple(o.betas), weight_decay=o.weight_decay)
