@@ -9,9 +9,9 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from backend.checkpoint import save_checkpoint
-from backend.config import ModelConfig
-from backend.model import Generator, shared_style_encoder
+from backend.model.checkpoint import save_checkpoint
+from backend.model.config import ModelConfig
+from backend.model.networks import Generator, shared_style_encoder
 
 TINY = ModelConfig(resolution=32, base_channels=8, channel_mults=(1, 2, 2), blocks_per_level=1, mid_blocks=1,
                    reference_size=32, guide_channels=8, vgg_weights="random:0")

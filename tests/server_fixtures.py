@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Process:
-    """`python -m backend.cli ARGS` with its stderr collected line by line (so tests can wait for log lines)."""
+    """`python -m backend ARGS` with its stderr collected line by line (so tests can wait for log lines)."""
 
     def __init__(self, *args: str) -> None:
-        self.args = [sys.executable, "-m", "backend.cli", *args]
+        self.args = [sys.executable, "-m", "backend", *args]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(self.args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,

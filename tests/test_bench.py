@@ -10,8 +10,8 @@ import math
 
 import pytest
 
-from backend import bench
-from backend.cli import main as cli
+from backend.tools import bench
+from backend.tools.cli import main as cli
 
 
 @pytest.mark.slow

@@ -168,7 +168,7 @@ class FakeWorker:
     def _loop(self, endpoint: str) -> None:
         import json
 
-        from backend.server import DISCONNECT, HEARTBEAT, READY, REPLY, REQUEST, WORKER_PROTO
+        from backend.service.server import DISCONNECT, HEARTBEAT, READY, REPLY, REQUEST, WORKER_PROTO
 
         zmq = self.zmq
         sock = self._ctx.socket(zmq.DEALER)
@@ -218,7 +218,7 @@ def raw_colorize(client: P.Client) -> dict:
 
 
 def test_broker_retries_on_live_workers_and_drops_late_replies():
-    from backend.broker import Broker, BrokerConfig
+    from backend.service.broker import Broker, BrokerConfig
 
     broker = Broker(BrokerConfig(bind="tcp://127.0.0.1:*", workers="tcp://127.0.0.1:*", heartbeat_s=0.1,
                                  liveness=3, retries=1, queue_size=2, wait_timeout_s=1.0))

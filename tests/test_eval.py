@@ -243,7 +243,7 @@ def test_make_cases_renders_held_out_characters():
 def test_references_are_rendered_at_the_models_reference_size(tiny_checkpoint, tmp_path, capsys):
     # A user's reference is a full-size picture: a model whose VGG19 sees 96 px gets 96 px of reference,
     # the same drawing as at the evaluation size; sketches and targets stay at the evaluation size.
-    from backend.cli import main
+    from backend.tools.cli import main
     from training import synth
 
     seeds = range(ev.EVAL_SEED_BASE, ev.EVAL_SEED_BASE + 3)
@@ -277,7 +277,7 @@ def test_oracle_on_synth_characters_and_parts_measured():
 
 
 def test_cli_data_folder(tiny_checkpoint, tmp_path, capsys):
-    from backend.cli import main
+    from backend.tools.cli import main
     from training import synth
 
     synth.write_dataset(tmp_path / "held", count=4, size=64, seed=11)
@@ -292,7 +292,7 @@ def test_cli_data_folder(tiny_checkpoint, tmp_path, capsys):
 
 
 def test_cli_on_tiny_checkpoint(tiny_checkpoint, tmp_path, capsys):
-    from backend.cli import main
+    from backend.tools.cli import main
 
     out_json, grid = tmp_path / "eval.json", tmp_path / "grid.png"
     rc = main(["eval", "--checkpoint", str(tiny_checkpoint), "--count", "3", "--size", "64", "--device", "cpu",
@@ -307,14 +307,14 @@ def test_cli_on_tiny_checkpoint(tiny_checkpoint, tmp_path, capsys):
     assert result["rows"]["ignores_reference"]["follow_ratio"] == 0.0
     for row in result["rows"].values():
         assert row["part_de00"] >= 0 and row["psnr"] > 0 and -1 <= row["ssim"] <= 1
-    from backend.imageio import load_image
+    from backend.inference.imageio import load_image
 
     picture = load_image(grid)
     assert picture.shape[0] == 4 * 128 + 3 * 4  # 2 sketches x 2 references, 128 px rows, 4 px gaps
 
 
 def test_cli_reports_bad_input(tiny_checkpoint, tmp_path, capsys):
-    from backend.cli import main
+    from backend.tools.cli import main
 
     assert main(["eval", "--checkpoint", str(tmp_path / "nothing"), "--count", "3"]) == 2
     assert "nothing" in capsys.readouterr().err

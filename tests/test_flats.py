@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from backend import flats as flats_mod
-from backend.flats import FlatsConfig, bench_flats, bench_images, fill, flats, segment, shading
+from backend.inference import flats as flats_mod
+from backend.inference.flats import FlatsConfig, bench_flats, bench_images, fill, flats, segment, shading
 
 
 def _colours_per_label(labels: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -372,7 +372,7 @@ def test_regions_of_a_synthetic_character_follow_its_parts(seed):
 
 
 def test_big_regions_vote_on_a_grid_and_small_ones_with_every_pixel():
-    from backend.flats import MIN_SAMPLES, _lab_to_rgb, _rgb_to_lab, sample_stride
+    from backend.inference.flats import MIN_SAMPLES, _lab_to_rgb, _rgb_to_lab, sample_stride
 
     labels = np.ones((120, 120), np.int32)
     labels[100:106, 100:106] = 2  # 36 px: 9 on the stride-2 grid, fewer than MIN_SAMPLES
@@ -398,7 +398,7 @@ def test_big_regions_vote_on_a_grid_and_small_ones_with_every_pixel():
 
 def test_votes_planned_from_the_line_art_alone_give_the_same_fill():
     # The pipeline plans fill()'s voters beside the segmentation, before the model's colour exists.
-    from backend.flats import paper_votes, plan_votes
+    from backend.inference.flats import paper_votes, plan_votes
 
     line, color = bench_images(300, seed=5)
     labels = segment(line)
@@ -415,7 +415,7 @@ def test_votes_planned_from_the_line_art_alone_give_the_same_fill():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is a Linux feature")
 def test_segmentation_thread_yields_to_the_model():
-    from backend import pipeline
+    from backend.inference import pipeline
 
     worker = pipeline._segmenter().submit(threading.get_native_id).result()
     assert worker != threading.get_native_id()
@@ -427,7 +427,7 @@ def test_segmentation_thread_yields_to_the_model():
 def test_pipeline_flats_equal_flats_of_its_own_colour_layer(tiny_checkpoint):
     # The pipeline segments on a worker thread while the model runs; the result must be exactly what
     # flats() gives for the same line art and colour layer.
-    from backend.pipeline import Colorizer
+    from backend.inference.pipeline import Colorizer
 
     line, _ = bench_images(256, seed=3)
     ref = _noisy_color((64, 64), seed=4)
@@ -439,9 +439,9 @@ def test_pipeline_flats_equal_flats_of_its_own_colour_layer(tiny_checkpoint):
 def test_pipeline_reuses_the_regions_of_a_line_art_it_has_seen(tiny_checkpoint, monkeypatch):
     # "The same sketch with another reference" segments once; another line art segments again; the flats
     # are the same as without the cache.
-    import backend.flats as flats_mod
-    from backend import pipeline
-    from backend.pipeline import Colorizer
+    import backend.inference.flats as flats_mod
+    from backend.inference import pipeline
+    from backend.inference.pipeline import Colorizer
 
     calls = []
     real_segment = flats_mod.segment
@@ -528,8 +528,8 @@ def test_voters_do_not_depend_on_how_regions_are_numbered():
 def test_segment_cache_survives_a_key_collision(tiny_checkpoint, monkeypatch):
     # The cache finds line art by CRC-32 and compares the bytes: two line arts with the same key must each
     # get their own regions.
-    from backend import pipeline
-    from backend.pipeline import Colorizer
+    from backend.inference import pipeline
+    from backend.inference.pipeline import Colorizer
 
     monkeypatch.setattr(pipeline.zlib, "crc32", lambda data: 0)
     pipeline._segment_cache.clear()

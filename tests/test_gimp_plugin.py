@@ -64,7 +64,7 @@ def test_plugin_source_is_a_gimp3_plugin_file():
 def installed_plugin() -> Path:
     hostlib.require_gimp()
     dest = hostlib.gimp_chroot() / PLUGINS_IN_CHROOT
-    out = subprocess.run([sys.executable, "-m", "backend.cli", "plugin", "gimp", "--install", str(dest)],
+    out = subprocess.run([sys.executable, "-m", "backend", "plugin", "gimp", "--install", str(dest)],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, f"`irodori plugin gimp --install` failed:\n{out.stdout}\n{out.stderr}"
     return dest / "irodori"
@@ -76,7 +76,7 @@ def backend(installed_plugin, tiny_checkpoint, tmp_path_factory):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     log = tmp_path_factory.mktemp("backend") / "serve.log"
     with open(log, "w") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--bind", endpoint,
+        proc = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--bind", endpoint,
                                  "--checkpoint", str(tiny_checkpoint)], cwd=ROOT, stdout=log_file,
                                 stderr=subprocess.STDOUT)
     try:

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 import hostlib
-from backend import plugins
+from backend.tools import plugins
 from backend.protocol import Client, Pixels
 from helpers import free_port
 from server_fixtures import Process, start_server, wait_until_serving

@@ -9,6 +9,7 @@ import ast
 import hashlib
 import importlib
 import os
+import shutil
 import socket
 import stat
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend import plugins
+from backend.tools import plugins
 from backend import protocol as P
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,7 +225,7 @@ def test_backend_command_and_python_lookup(plug, tmp_path):
         b.python_executable(str(tmp_path), "linux")
     with pytest.raises(ValueError, match="Set the Python environment"):
         b.python_executable("  ")
-    assert b.serve_command("py", "tcp://127.0.0.1:9", "") == ["py", "-m", "backend.cli", "serve", "--bind",
+    assert b.serve_command("py", "tcp://127.0.0.1:9", "") == ["py", "-m", "backend", "serve", "--bind",
                                                              "tcp://127.0.0.1:9"]
     env = b.child_environment({"PYTHONPATH": "/krita", "PYTHONHOME": "/k", "PATH": "/bin"})
     assert env == {"PATH": "/bin"}
@@ -275,14 +276,15 @@ def test_plugin_needs_nothing_compiled_inside_krita():
     """Official Krita builds bundle Python without pyzmq or numpy: stdlib, Qt and krita only."""
     allowed = set(sys.stdlib_module_names) | {"krita", "PyQt5", "PyQt6"}
     sources = sorted((ROOT / "plugin_krita" / "irodori").glob("*.py"))
-    assert sources and not (ROOT / "plugin_krita" / "irodori" / "protocol.py").exists()
+    assert sources and (ROOT / "plugin_krita" / "irodori" / "protocol").is_symlink()
     for path in sources:
         assert _imports(path) <= allowed, f"{path.name} imports {_imports(path) - allowed}"
-    # protocol.py (copied in at build time) imports pyzmq and numpy only inside functions, when asked for
-    tree = ast.parse((ROOT / "backend" / "protocol.py").read_text(), feature_version=(3, 10))
-    top = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
-    top |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom) and n.level == 0}
-    assert top <= set(sys.stdlib_module_names), top - set(sys.stdlib_module_names)
+    # the protocol package (linked in, copied at build time) imports pyzmq and numpy only inside functions
+    for path in sorted((ROOT / "backend" / "protocol").glob("*.py")):
+        tree = ast.parse(path.read_text(), feature_version=(3, 10))
+        top = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        top |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom) and n.level == 0}
+        assert top <= set(sys.stdlib_module_names), (path.name, top - set(sys.stdlib_module_names))
 
 
 # ------------------------------------------------------------------------------------------ irodori plugin
@@ -306,11 +308,18 @@ def test_krita_zip_layout_and_reproducible(tmp_path):
     with zipfile.ZipFile(a) as zf:
         names = zf.namelist()
         assert "irodori.desktop" in names and "irodori/" in names and "irodori/__init__.py" in names
-        assert zf.read("irodori/protocol.py") == (ROOT / "backend" / "protocol.py").read_bytes()
+        assert {n[len("irodori/protocol/"):]: zf.read(n) for n in names
+                if n.startswith("irodori/protocol/") and not n.endswith("/")} == protocol_files()
         assert {n.split("/")[0] for n in names} == {"irodori.desktop", "irodori"}
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         desktop = zf.read("irodori.desktop").decode()
     assert "X-KDE-Library=irodori" in desktop and "ServiceTypes=Krita/PythonPlugin" in desktop
+
+
+def protocol_files(folder: Path = ROOT / "backend" / "protocol") -> dict[str, bytes]:
+    """Every file of a protocol package by relative path (caches left out): what a build must ship."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
 
 
 def fake_source(tmp_path: Path, host: str) -> plugins.PluginSpec:
@@ -325,6 +334,7 @@ def fake_source(tmp_path: Path, host: str) -> plugins.PluginSpec:
     (src / "irodori" / "__pycache__").mkdir()
     (src / "irodori" / "__pycache__" / "x.pyc").write_bytes(b"junk")
     spec = plugins.PLUGINS[host]
+    (src / "irodori" / spec.protocol_name).symlink_to(plugins.PROTOCOL)
     return plugins.PluginSpec(spec.host, src, spec.package, spec.protocol_name, spec.top_files, spec.executable,
                               spec.required)
 
@@ -336,29 +346,42 @@ def test_gimp_install_and_zip_copy_protocol_and_keep_plug_in_executable(tmp_path
     (target / "irodori" / "stale.py").write_text("old")  # from an older install: must go
     plugins.install(spec, target)
     files = sorted(p.name for p in (target / "irodori").iterdir())
-    assert files == ["irodori.py", "irodori_protocol.py"]
-    assert (target / "irodori" / "irodori_protocol.py").read_bytes() == (ROOT / "backend/protocol.py").read_bytes()
+    assert files == ["irodori.py", "irodori_protocol"]
+    assert not (target / "irodori" / "irodori_protocol").is_symlink(), "the build ships a copy, not a link"
+    assert protocol_files(target / "irodori" / "irodori_protocol") == protocol_files()
     assert os.stat(target / "irodori" / "irodori.py").st_mode & stat.S_IXUSR
     z = plugins.build_zip(spec, tmp_path / "zip")
     with zipfile.ZipFile(z) as zf:
-        assert sorted(zf.namelist()) == ["irodori/", "irodori/irodori.py", "irodori/irodori_protocol.py"]
+        prefix = "irodori/irodori_protocol/"
+        shipped = sorted(n for n in zf.namelist() if not n.startswith(prefix) or n == prefix)
+        assert shipped == ["irodori/", "irodori/irodori.py", "irodori/irodori_protocol/"]
         assert (zf.getinfo("irodori/irodori.py").external_attr >> 16) & 0o111
-        assert not (zf.getinfo("irodori/irodori_protocol.py").external_attr >> 16) & 0o111
+        assert not (zf.getinfo("irodori/irodori_protocol/__init__.py").external_attr >> 16) & 0o111
 
 
-def test_build_refuses_a_hand_copy_of_the_protocol(tmp_path):
+def test_build_refuses_a_protocol_that_is_not_the_link(tmp_path):
     spec = fake_source(tmp_path, "krita")
-    (spec.source / "irodori" / "protocol.py").write_text("# stale hand copy")
-    with pytest.raises(FileExistsError, match="hand copy"):
+    link = spec.source / "irodori" / "protocol"
+    link.unlink()
+    link.mkdir()
+    (link / "__init__.py").write_text("# stale hand copy")
+    with pytest.raises(FileExistsError, match="symbolic link to"):
         plugins.build_zip(spec, tmp_path / "out")
-    missing = plugins.PluginSpec("gimp", tmp_path / "nowhere", "irodori", "irodori_protocol.py",
+    shutil.rmtree(link)
+    other = tmp_path / "other_protocol"
+    other.mkdir()
+    (other / "__init__.py").write_text("# a fork")
+    link.symlink_to(other)
+    with pytest.raises(FileExistsError, match="symbolic link to"):
+        plugins.build_zip(spec, tmp_path / "out")
+    missing = plugins.PluginSpec("gimp", tmp_path / "nowhere", "irodori", "irodori_protocol",
                                  executable="irodori.py", required=("irodori.py",))
     with pytest.raises(FileNotFoundError, match="irodori.py missing"):
         plugins.install(missing, tmp_path / "t")
 
 
 def test_cli_zip_and_install(tmp_path, capsys):
-    from backend.cli import main
+    from backend.tools.cli import main
 
     assert main(["plugin", "krita", "--zip", str(tmp_path / "z")]) == 0
     out = capsys.readouterr()
@@ -367,7 +390,5 @@ def test_cli_zip_and_install(tmp_path, capsys):
     assert main(["plugin", "krita", "--install", str(tmp_path / "pykrita")]) == 0
     out = capsys.readouterr().out
     assert "Python Plugin Manager" in out
-    installed = tmp_path / "pykrita" / "irodori" / "protocol.py"
-    assert hashlib.sha256(installed.read_bytes()).digest() == \
-        hashlib.sha256((ROOT / "backend" / "protocol.py").read_bytes()).digest()
+    assert protocol_files(tmp_path / "pykrita" / "irodori" / "protocol") == protocol_files()
     assert (tmp_path / "pykrita" / "irodori.desktop").is_file()

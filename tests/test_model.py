@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from backend.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from backend.config import ModelConfig, apply_overrides, from_dict, to_dict
-from backend.model import Generator, StyleEncoder, normalize_style, shared_style_encoder, style_target
+from backend.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from backend.model.config import ModelConfig, apply_overrides, from_dict, to_dict
+from backend.model.networks import Generator, StyleEncoder, normalize_style, shared_style_encoder, style_target
 from helpers import TINY, make_tiny_checkpoint
 
 

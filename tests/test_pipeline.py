@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from backend.cli import main as cli
-from backend.imageio import decode_image, encode_png, load_image, save_image
-from backend.pipeline import Colorizer, grey_u8, model_size, to_grey
+from backend.tools.cli import main as cli
+from backend.inference.imageio import decode_image, encode_png, load_image, save_image
+from backend.inference.pipeline import Colorizer, grey_u8, model_size, to_grey
 from helpers import line_art, reference
 
 
@@ -110,7 +110,7 @@ def test_colour_layer_in_8_bits_matches_the_float_resize():
     import torch
     import torch.nn.functional as F
 
-    from backend.pipeline import colour_layer
+    from backend.inference.pipeline import colour_layer
 
     colour = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1  # a bit out of range
     for size in [(333, 517), (40, 56), (17, 23)]:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import zmq
 
-from backend import keys
+from backend.service import keys
 from backend import protocol as P
-from backend.imageio import DEFAULT_LIMITS, Limits
+from backend.inference.imageio import DEFAULT_LIMITS, Limits
 from helpers import free_port
 
 TRANSPORTS = ["pyzmq", "zmtp"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.pipeline import Colorizer
+from backend.inference.pipeline import Colorizer
 from training.config import load_config
 from training.eval import evaluate
 from training.train import train

@@ -18,7 +18,7 @@ import zmq
 from PIL import Image
 
 from backend import protocol as P
-from backend.imageio import Limits
+from backend.inference.imageio import Limits
 from helpers import free_port, line_art, reference, run_in_threads
 from server_fixtures import Process, check_marked, marked_line_art, png_bomb, start_server
 
@@ -40,7 +40,7 @@ def server(tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def colorizer(tiny_checkpoint):
-    from backend.pipeline import Colorizer
+    from backend.inference.pipeline import Colorizer
 
     return Colorizer(tiny_checkpoint, device="cpu", limits=LIMITS)
 
@@ -370,7 +370,7 @@ def test_sigkill_mid_request_then_restart_then_sigterm_drains(tiny_checkpoint):
 
 
 def test_a_full_queue_answers_busy(colorizer):
-    from backend.server import Server, ServerConfig
+    from backend.service.server import Server, ServerConfig
 
     srv = Server(colorizer, ServerConfig(bind="tcp://127.0.0.1:*", queue_size=1, max_batch=1, delay_ms=1500), LIMITS)
     thread = srv.start_thread()
@@ -398,7 +398,7 @@ def test_a_full_queue_answers_busy(colorizer):
 
 
 def test_queued_requests_are_batched_and_match_unbatched_results(colorizer):
-    from backend.server import Server, ServerConfig
+    from backend.service.server import Server, ServerConfig
 
     # the model thread sleeps 1 s before each batch, so the requests sent meanwhile form one batch
     srv = Server(colorizer, ServerConfig(bind="tcp://127.0.0.1:*", max_batch=4, delay_ms=1000), LIMITS)
@@ -428,7 +428,7 @@ def test_queued_requests_are_batched_and_match_unbatched_results(colorizer):
 def test_an_idle_server_gives_kept_memory_back_once(colorizer, monkeypatch):
     import time
 
-    import backend.server as server_mod
+    import backend.service.server as server_mod
 
     calls: list[float] = []
     monkeypatch.setattr(server_mod, "IDLE_RELEASE_S", 0.3)
@@ -470,8 +470,8 @@ def test_non_loopback_bind_is_refused_without_keys(tiny_checkpoint):
 
 
 def test_curve_round_trip(colorizer, tmp_path):
-    from backend import keys
-    from backend.server import Server, ServerConfig
+    from backend.service import keys
+    from backend.service.server import Server, ServerConfig
 
     keys.make_keys(tmp_path / "keys", ["client"])
     keys.make_keys(tmp_path / "other", ["client"])  # a pair this server has never seen
@@ -576,7 +576,7 @@ def test_shared_memory_requests_are_checked_before_any_work(server):
 
 
 def test_a_server_without_shared_memory_gets_frames_instead(colorizer):
-    from backend.server import Server, ServerConfig
+    from backend.service.server import Server, ServerConfig
 
     srv = Server(colorizer, ServerConfig(bind=f"tcp://127.0.0.1:{free_port()}", shared_memory=False), LIMITS)
     thread = srv.start_thread()

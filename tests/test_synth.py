@@ -225,7 +225,7 @@ def test_write_dataset_is_deterministic_and_rerenderable(tmp_path, capsys):
 
 
 def test_cli_writes_files_and_refuses_bad_input(tmp_path):
-    from backend.cli import main
+    from backend.tools.cli import main
 
     out = tmp_path / "set"
     assert main(["synth", "--out", str(out), "--count", "2", "--size", "32", "--seed", "3",

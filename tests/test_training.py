@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from backend.config import to_dict
-from backend.model import shared_style_encoder, weights_sha256
+from backend.model.config import to_dict
+from backend.model.networks import shared_style_encoder, weights_sha256
 from training import extract, synth
 from training.config import DataConfig, TrainConfig, load_config
 from training.data import EpochSampler, TrainingData
@@ -104,7 +104,7 @@ def test_configs_load_and_overrides():
 
 
 def test_cli_refuses_unknown_keys(tmp_path, capsys):
-    from backend.cli import main
+    from backend.tools.cli import main
 
     assert main(["train", str(CONFIGS / "tiny.json"), "--model.colour_depth=3"]) == 2
     assert "unknown key" in capsys.readouterr().err
@@ -307,7 +307,7 @@ def test_tiny_run_loss_falls(tiny_run):
 
 
 def test_export_loads_in_the_backend_and_colours(tiny_run):
-    from backend.pipeline import Colorizer
+    from backend.inference.pipeline import Colorizer
 
     col = Colorizer(checkpoint=tiny_run["export"], device="cpu")
     assert not col.untrained and col.checkpoint.meta["step"] == 300
@@ -322,8 +322,8 @@ def test_export_loads_in_the_backend_and_colours(tiny_run):
 
 
 def test_export_flag_writes_a_checkpoint(tiny_run, tmp_path):
-    from backend.checkpoint import load_checkpoint
-    from backend.cli import main
+    from backend.model.checkpoint import load_checkpoint
+    from backend.tools.cli import main
 
     cfg_path = Path(tiny_run["run_dir"])  # a run folder works as CONFIG
     assert main(["train", str(cfg_path), "--export", str(tmp_path / "exp")]) == 0
@@ -367,7 +367,7 @@ def test_resume_gives_the_same_weights(straight, tmp_path):
 def _cli(run: Path, steps: int, *extra: str) -> list[str]:
     cfg = resume_config(run, steps)
     (run.parent / "cfg.json").write_text(json.dumps(to_dict(cfg)))
-    return [sys.executable, "-m", "backend.cli", "train", str(run.parent / "cfg.json"), *extra]
+    return [sys.executable, "-m", "backend", "train", str(run.parent / "cfg.json"), *extra]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -410,7 +410,7 @@ def test_ddp_two_processes_gloo_hold_identical_weights(tmp_path):
     run = tmp_path / "run"
     cfg = tiny_config(run, steps=6, checkpoint_every=3, sample_every=6, log_every=3)
     (tmp_path / "cfg.json").write_text(json.dumps(to_dict(cfg)))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "backend.cli",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "backend",
            "train", str(tmp_path / "cfg.json")]
     done = subprocess.run(cmd, cwd=ROOT, env=_env(IRODORI_TEST_RANK_DUMP=str(tmp_path / "ranks")),
                           capture_output=True, text=True, timeout=300)
@@ -421,7 +421,7 @@ def test_ddp_two_processes_gloo_hold_identical_weights(tmp_path):
     state = json.loads((list_states(run / "checkpoints")[-1] / "state.json").read_text())
     assert state["step"] == 6 and state["world_size"] == 2 and state["counters"]["images"] == 6 * 4 * 2
     torch.manual_seed(cfg.seed)
-    from backend.model import Generator
+    from backend.model.networks import Generator
 
     init = Generator(cfg.model, guides=True).state_dict()
     assert any(not torch.equal(init[k], r0[k]) for k in r0)  # it trained

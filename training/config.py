@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backend.config import ModelConfig, apply_overrides, from_dict, read_json, to_dict
+from backend.model.config import ModelConfig, apply_overrides, from_dict, read_json, to_dict
 
 EXTRACTORS = ("dilate", "xdog", "highpass")
 GAN_MODES = ("acgan", "acgan_paper", "lsgan", "dcgan")

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
-from backend.config import ModelConfig
-from backend.imageio import IMAGE_SUFFIXES
+from backend.model.config import ModelConfig
+from backend.inference.imageio import IMAGE_SUFFIXES
 from training.config import DataConfig
 from training.extract import luminance, random_lines
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from backend.model import FC1_DIM
+from backend.model.networks import FC1_DIM
 from training.config import DiscConfig
 
 HEAD_OF_MODE = {"acgan": "ac", "acgan_paper": "ac", "lsgan": "ls", "dcgan": "dc"}

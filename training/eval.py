@@ -62,7 +62,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from scipy import ndimage
 
-from backend.config import read_json
+from backend.model.config import read_json
 
 EVAL_SEED_BASE = 10_000_000  # held-out seeds start here; training must stay below
 DEFAULT_COUNT = 24
@@ -466,7 +466,7 @@ def evaluate(model, count: int = DEFAULT_COUNT, size: int | None = None, seed_ba
     if colorizer is not None:
         result["model"] = {"name": colorizer.name, "untrained": colorizer.untrained, "device": str(colorizer.device)}
     if grid is not None and tiles:
-        from backend.imageio import save_image
+        from backend.inference.imageio import save_image
 
         save_image(grid, _stack(tiles))
         result["grid"] = str(grid)
@@ -485,7 +485,7 @@ def _chunks(items: Iterable[Case], n: int) -> Iterator[list[Case]]:
 
 
 def _grid_row(line: np.ndarray, reference: np.ndarray, output: np.ndarray, target: np.ndarray) -> np.ndarray:
-    from backend.imageio import side_by_side
+    from backend.inference.imageio import side_by_side
 
     height = max(128, line.shape[0])
     return side_by_side([line, reference[..., :3], output, target], height=height)
@@ -540,7 +540,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backend.pipeline import Colorizer
+    from backend.inference.pipeline import Colorizer
 
     try:
         if args.batch < 1 or args.grid_cases < 0:

@@ -1,7 +1,7 @@
 """Classical line extractors: colour illustration -> line art, to make training pairs from coloured pictures.
 
 All functions take float32 images in [0,1] ((H,W) grey or (H,W,3) RGB) and return (H,W) float32 line art in
-[0,1] with 1 = paper and 0 = ink, the convention of backend.pipeline.to_grey. `random_lines` draws an
+[0,1] with 1 = paper and 0 = ink, the convention of backend.inference.pipeline.to_grey. `random_lines` draws an
 extractor and its parameters per sample so the generator does not overfit one line style (paper-notes).
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ Run folder (rank 0 writes, other ranks only read):
                      into a hidden temporary folder and renamed into place, so a crash never leaves half a state.
   export/            the EMA generator in the backend's checkpoint format (irodori colorize / serve --checkpoint)
 
-Several GPUs or nodes: `torchrun --nproc_per_node=N -m backend.cli train CONFIG.json` (DDP; each process takes
+Several GPUs or nodes: `torchrun --nproc_per_node=N -m backend train CONFIG.json` (DDP; each process takes
 batch_size samples; the checkpoints folder must be shared between nodes). On CPU DDP uses the gloo backend.
 """
 from __future__ import annotations
@@ -36,9 +36,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from backend.checkpoint import save_checkpoint
-from backend.config import from_dict, to_dict
-from backend.model import Generator, StyleEncoder, normalize_style, shared_style_encoder, style_target
+from backend.model.checkpoint import save_checkpoint
+from backend.model.config import from_dict, to_dict
+from backend.model.networks import Generator, StyleEncoder, normalize_style, shared_style_encoder, style_target
 from training.config import TrainConfig, config_json, load_config
 from training.data import CALIBRATION_EPOCH, EpochSampler, TrainingData
 from training.discriminator import Discriminator
@@ -117,7 +117,7 @@ class StyleFeatures:
 
     @torch.no_grad()
     def __call__(self, reference: torch.Tensor) -> torch.Tensor:
-        """(B,3,S,S) in [0,1] -> raw fc1 (B,4096), as backend.model.StyleEncoder.forward."""
+        """(B,3,S,S) in [0,1] -> raw fc1 (B,4096), as backend.model.networks.StyleEncoder.forward."""
         enc = self.encoder
         x = enc.features((reference - enc.mean) / enc.std)
         h, w = x.shape[-2:]
@@ -582,7 +582,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
             sums, count, t0 = {}, 0, time.perf_counter()
         if log is not None and (step % cfg.sample_every == 0 or step == end):
             image, sensitivity = sample_grid(trainer, samples)
-            from backend.imageio import save_image
+            from backend.inference.imageio import save_image
 
             save_image(run_dir / "samples" / f"step_{step:09d}.png", image)
             log.scalars(step, {"eval/ref_sensitivity": sensitivity})

@@ -38,7 +38,7 @@ MENU = "<Image>/Filters/Irodori"
 DEFAULT_ENDPOINT = protocol.DEFAULT_ENDPOINT if protocol else "tcp://127.0.0.1:5717"
 BABL_RGBA = "R'G'B'A u8"  # 8-bit sRGB with alpha: GEGL converts from and to any layer precision
 
-# The backend refuses bigger inputs (backend.pipeline.Limits); checking here first avoids reading a huge
+# The backend refuses bigger inputs (backend.inference.pipeline.Limits); checking here first avoids reading a huge
 # layer into memory only to be told no.
 MAX_LINEART_PIXELS = 8192 * 8192
 MAX_SIDE = 16384

@@ -42,7 +42,7 @@ def python_executable(path: str, platform: str = sys.platform) -> str:
 
 def serve_command(python: str, endpoint: str, checkpoint: str = "") -> list:
     """The command line that starts the backend (the same as `irodori serve --bind ENDPOINT`)."""
-    cmd = [python, "-m", "backend.cli", "serve", "--bind", endpoint]
+    cmd = [python, "-m", "backend", "serve", "--bind", endpoint]
     if checkpoint.strip():
         cmd += ["--checkpoint", os.path.expanduser(checkpoint.strip())]
     return cmd

@@ -31,7 +31,7 @@ import zmq
 
 from backend import __version__
 from backend import protocol as P
-from backend.server import (DISCONNECT, DRAINING, HEARTBEAT, READY, REPLY, REQUEST, WORKER_PROTO, Service,
+from backend.service.server import (DISCONNECT, DRAINING, HEARTBEAT, READY, REPLY, REQUEST, WORKER_PROTO, Service,
                             install_signal_handlers)
 
 log = logging.getLogger("irodori.broker")
@@ -97,7 +97,7 @@ class Broker(Service):
 
     # ------------------------------------------------------------------------------ sockets
     def _socket(self, endpoint: str) -> zmq.Socket:
-        from backend import keys
+        from backend.service import keys
 
         cfg = self.config
         keys.check_bind(endpoint, cfg.curve_dir, cfg.insecure, "irodori broker")
@@ -332,7 +332,7 @@ class Broker(Service):
 
 @dataclass(frozen=True)
 class _Limits:
-    """The limits a worker reported in its info (same fields as backend.imageio.Limits)."""
+    """The limits a worker reported in its info (same fields as backend.inference.imageio.Limits)."""
 
     max_side: int
     max_pixels: int

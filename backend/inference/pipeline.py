@@ -27,14 +27,14 @@ import torch
 import torch.nn.functional as F
 
 from backend import __version__
-from backend import flats as flats_mod
-from backend.checkpoint import Checkpoint, load_checkpoint
-from backend.config import ModelConfig, to_dict
-from backend.imageio import DEFAULT_LIMITS, Limits, check_size
-from backend.model import Generator, normalize_style, shared_style_encoder
+from backend.inference import flats as flats_mod
+from backend.model.checkpoint import Checkpoint, load_checkpoint
+from backend.model.config import ModelConfig, to_dict
+from backend.inference.imageio import DEFAULT_LIMITS, Limits, check_size
+from backend.model.networks import Generator, normalize_style, shared_style_encoder
 
 OUTPUTS = ("color", "flattened", "flats", "shading")
-DEMO_CHECKPOINT = Path(__file__).parent / "demo" / "model"
+DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "demo" / "model"
 
 
 def default_checkpoint() -> Path | None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from backend.imageio import IMAGE_SUFFIXES, load_image, save_image
-from backend.pipeline import OUTPUTS
+from backend.inference.imageio import IMAGE_SUFFIXES, load_image, save_image
+from backend.inference.pipeline import OUTPUTS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -93,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run_local(args: argparse.Namespace, plan: dict[Path, dict[str, Path]], outputs: list[str]) -> int:
-    from backend.pipeline import Colorizer
+    from backend.inference.pipeline import Colorizer
 
     colorizer = Colorizer(args.checkpoint, device=args.device, bf16=args.bf16)
     if colorizer.untrained:

@@ -1,8 +1,9 @@
 """`irodori plugin krita|gimp --zip DIR | --install [DIR]`: build or install the host plugins.
 
-The protocol client exists once, as backend/protocol.py. It is copied into each plugin HERE, at build time
-(Krita: irodori/protocol.py, GIMP: irodori/irodori_protocol.py); the source trees never hold a copy, so
-the plugins cannot drift from the backend. One function, `copy_plugin`, lays a plugin out for both hosts;
+The protocol exists once, as the standard-library-only package backend/protocol/. Each plugin's source tree
+links to it (Krita: irodori/protocol, GIMP: irodori/irodori_protocol, both symbolic links), so readers and
+tools see the dependency; the build copies the linked files and refuses a link that points anywhere else,
+so the plugins cannot drift from the backend. One function, `copy_plugin`, lays a plugin out for both hosts;
 the zip and the install are that layout written to a zip file or to the host's plugin folder.
 """
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 
 from backend import __version__
 
-ROOT = Path(__file__).resolve().parent.parent
-PROTOCOL = ROOT / "backend" / "protocol.py"
+ROOT = Path(__file__).resolve().parents[2]
+PROTOCOL = ROOT / "backend" / "protocol"
 ZIP_TIME = (2020, 1, 1, 0, 0, 0)  # fixed timestamps: the same sources give the same zip, byte for byte
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".DS_Store")
 
@@ -30,16 +31,16 @@ class PluginSpec:
     host: str
     source: Path  # folder holding what goes to the zip root / install folder
     package: str  # the plugin's package folder under `source`
-    protocol_name: str  # the protocol module's file name inside the package
+    protocol_name: str  # the link to backend/protocol/ inside the package
     top_files: tuple[str, ...] = ()  # files next to the package (Krita's .desktop)
     executable: str | None = None  # a file in the package that must stay executable (GIMP's plug-in)
     required: tuple[str, ...] = ()  # files in the package that must exist
 
 
 PLUGINS = {
-    "krita": PluginSpec("krita", ROOT / "plugin_krita", "irodori", "protocol.py", top_files=("irodori.desktop",),
+    "krita": PluginSpec("krita", ROOT / "plugin_krita", "irodori", "protocol", top_files=("irodori.desktop",),
                         required=("__init__.py",)),
-    "gimp": PluginSpec("gimp", ROOT / "plugin_gimp", "irodori", "irodori_protocol.py", executable="irodori.py",
+    "gimp": PluginSpec("gimp", ROOT / "plugin_gimp", "irodori", "irodori_protocol", executable="irodori.py",
                        required=("irodori.py",)),
 }
 
@@ -61,7 +62,7 @@ def default_install_dir(host: str, platform: str = sys.platform, env: dict | Non
 
 
 def copy_plugin(spec: PluginSpec, dest: Path, protocol: Path = PROTOCOL) -> list[Path]:
-    """Lay the plugin out in `dest` (top files + package/ with the protocol module); returns the paths made.
+    """Lay the plugin out in `dest` (top files + package/ with the protocol package); returns the paths made.
 
     An older copy of the package in `dest` is replaced, so no stale module survives an upgrade.
     """
@@ -70,11 +71,12 @@ def copy_plugin(spec: PluginSpec, dest: Path, protocol: Path = PROTOCOL) -> list
     if missing:
         raise FileNotFoundError(f"{spec.host} plugin sources are incomplete: {', '.join(missing)} missing in "
                                 f"{package_src} (run from an Irodori source checkout)")
-    if (package_src / spec.protocol_name).exists():
-        raise FileExistsError(f"{package_src / spec.protocol_name} must not exist: the protocol client is copied "
-                              f"from {protocol} at build time. Delete the hand copy.")
-    if not protocol.is_file():
+    link = package_src / spec.protocol_name
+    if not (protocol / "__init__.py").is_file():
         raise FileNotFoundError(f"{protocol} is missing")
+    if not link.is_symlink() or link.resolve() != protocol.resolve():
+        raise FileExistsError(f"{link} must be a symbolic link to {protocol} (the one protocol package); "
+                              f"restore it with: ln -sfn {os.path.relpath(protocol, link.parent)} {link}")
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     made = []
@@ -84,8 +86,7 @@ def copy_plugin(spec: PluginSpec, dest: Path, protocol: Path = PROTOCOL) -> list
     package_dest = dest / spec.package
     if package_dest.exists():
         shutil.rmtree(package_dest)
-    shutil.copytree(package_src, package_dest, ignore=SKIP)
-    shutil.copy2(protocol, package_dest / spec.protocol_name)
+    shutil.copytree(package_src, package_dest, ignore=SKIP)  # follows the protocol link: a real copy
     if spec.executable:
         exe = package_dest / spec.executable
         exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-SEEDED_VGG_KINDS = ("random", "looks-linear")  # offline VGG19 weights drawn from a seed (backend.model)
+SEEDED_VGG_KINDS = ("random", "looks-linear")  # offline VGG19 weights drawn from a seed (backend.model.networks)
 
 
 def parse_vgg_weights(spec: str) -> tuple[str, int | None]:

@@ -33,7 +33,7 @@ SUPPORTED_VERSIONS = (PROTOCOL_VERSION,)
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5717"
 
 OPS = ("ping", "info", "colorize")
-OUTPUTS = ("color", "flattened", "flats", "shading")  # same names as backend.pipeline.OUTPUTS
+OUTPUTS = ("color", "flattened", "flats", "shading")  # same names as backend.inference.pipeline.OUTPUTS
 ROLES = ("lineart", "reference")
 INPUT_FORMATS = ("raw", "encoded", "shm")  # encoded = PNG, JPEG or WebP file bytes; shm = see SharedBuffer
 LAYOUT_CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4, "BGRA": 4}
@@ -158,7 +158,7 @@ def _keys(obj: dict, allowed: Iterable[str], where: str, rid: str | None) -> Non
 def parse_request(version: bytes, header: bytes, payload_sizes: Sequence[int], limits: Any) -> Request:
     """Check a request strictly (version, header schema, frame count and sizes) before any work is queued.
 
-    `limits` has max_side, max_pixels, max_reference_pixels and max_encoded_bytes (backend.imageio.Limits).
+    `limits` has max_side, max_pixels, max_reference_pixels and max_encoded_bytes (backend.inference.imageio.Limits).
     Raises IrodoriError with the stable code and the request id when it could be read.
     """
     version = bytes(version)

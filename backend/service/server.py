@@ -4,7 +4,7 @@ Two threads. The I/O thread owns the sockets: it validates every request complet
 count and sizes, image headers, so a decompression bomb never reaches a decoder) and answers ping, info and
 every error at once; valid colorize requests go into a bounded queue (full = "busy", never growth). The
 model thread takes batches from the queue (up to --max-batch requests, waiting at most --max-wait-ms for
-more when requests queued up during the last batch), runs them through backend.pipeline.Colorizer and
+more when requests queued up during the last batch), runs them through backend.inference.pipeline.Colorizer and
 hands the replies back over an inproc socket, because ZeroMQ sockets must not be shared between threads.
 
 With --connect BROKER the same server works for `irodori broker` instead of binding (backend/broker.py).
@@ -31,7 +31,7 @@ import zmq
 
 from backend import __version__, release_freed_memory
 from backend import protocol as P
-from backend.imageio import DEFAULT_LIMITS, Limits, check_size, decode_image, encode_png
+from backend.inference.imageio import DEFAULT_LIMITS, Limits, check_size, decode_image, encode_png
 
 log = logging.getLogger("irodori.serve")
 
@@ -155,7 +155,7 @@ class Server(Service):
 
     # ------------------------------------------------------------------------------ sockets
     def _open_front(self) -> zmq.Socket:
-        from backend import keys
+        from backend.service import keys
 
         cfg = self.config
         if cfg.connect:
@@ -638,14 +638,14 @@ def main(args: argparse.Namespace) -> int:
                           insecure=args.insecure, heartbeat_s=args.heartbeat, slots=args.slots,
                           delay_ms=args.delay_ms, shared_memory=args.shared_memory)
     try:
-        from backend import keys
+        from backend.service import keys
 
         if not args.connect:  # refuse before spending seconds on loading the model
             keys.check_bind(args.bind, args.curve_dir, args.insecure)
         if args.curve_dir and not (args.curve_dir / ("server.key" if args.connect else "server.key_secret")).is_file():
             raise ValueError(f"no CURVE keys in {args.curve_dir}: make them with `irodori keys {args.curve_dir}`")
         limits = _limits(args)
-        from backend.pipeline import Colorizer
+        from backend.inference.pipeline import Colorizer
 
         colorizer = Colorizer(args.checkpoint, device=args.device, bf16=args.bf16, limits=limits)
     except ValueError as exc:

@@ -11,16 +11,16 @@ import sys
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "colorize": ("backend.colorize_cli", "colour line art from a reference (in-process or via a server)"),
-    "serve": ("backend.server", "run the ZeroMQ backend that the plugins talk to"),
-    "broker": ("backend.broker", "load-balance many `irodori serve --connect` workers behind one endpoint"),
-    "keys": ("backend.keys", "make CURVE key pairs for a non-loopback server"),
+    "colorize": ("backend.tools.colorize", "colour line art from a reference (in-process or via a server)"),
+    "serve": ("backend.service.server", "run the ZeroMQ backend that the plugins talk to"),
+    "broker": ("backend.service.broker", "load-balance many `irodori serve --connect` workers behind one endpoint"),
+    "keys": ("backend.service.keys", "make CURVE key pairs for a non-loopback server"),
     "train": ("training.train", "train a model (GAN, paper losses); torchrun for several GPUs"),
     "synth": ("training.synth", "generate synthetic anime-like characters with part masks"),
     "eval": ("training.eval", "measure colour error and reference-following on held-out characters"),
-    "bench": ("backend.bench", "measure speed and memory against this machine's own limits"),
-    "plugin": ("backend.plugins", "build or install the Krita and GIMP plugins"),
-    "demo": ("backend.demo", "colour the bundled sketches with the bundled demo model and write a picture"),
+    "bench": ("backend.tools.bench", "measure speed and memory against this machine's own limits"),
+    "plugin": ("backend.tools.plugins", "build or install the Krita and GIMP plugins"),
+    "demo": ("backend.tools.demo", "colour the bundled sketches with the bundled demo model and write a picture"),
 }
 
 

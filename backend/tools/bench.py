@@ -7,14 +7,14 @@ Every figure in the table comes from the same run, so ratios compare like with l
                  (torch.utils.flop_counter), GFLOP/s and the fraction of (a) for its dtype
   (c) pipeline   Colorizer.colorize on 2048^2 and 4096^2 RGBA line art, each in a fresh subprocess: median
                  ms and peak RSS (VmHWM), plus a model-resolution run for the "within 1.5x" check
-  flats          backend.flats on the same sizes (fresh subprocess each): alone, and what a request with the
+  flats          backend.inference.flats on the same sizes (fresh subprocess each): alone, and what a request with the
                  flats output takes over one without (interleaved in one process)
   (d) transport  the same requests through `irodori serve` on loopback (pixels in shared memory, as local
                  clients send them on Linux, and in raw or PNG frames): overhead over (c)
   (e) throughput images/s with 1, 4 and 16 concurrent clients, server batching on and off
   (f) training   optimiser steps/s of training.train.Trainer at the tiny and paper configurations
 
-Subprocesses re-enter this module (`python -m backend.bench CHILD_JSON`) so each scenario's peak memory is
+Subprocesses re-enter this module (`python -m backend.tools.bench CHILD_JSON`) so each scenario's peak memory is
 its own. docs/performance.md holds the latest table and how to read it.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RESULT_MARK = "IRODORI-BENCH-RESULT "
 SECTIONS = ("peak", "generator", "pipeline", "flats", "transport", "concurrency", "training")
 TARGETS = {
@@ -209,7 +209,7 @@ def _child_env(threads: int) -> dict[str, str]:
 
 def run_child(spec: dict, threads: int, timeout: float = 1800.0) -> dict:
     """Run one scenario in a fresh interpreter (its own peak RSS) and return its result dict."""
-    proc = subprocess.run([sys.executable, "-m", "backend.bench", json.dumps(spec)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "backend.tools.bench", json.dumps(spec)], capture_output=True,
                           text=True, env=_child_env(threads), timeout=timeout, cwd=str(ROOT))
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
@@ -326,8 +326,8 @@ def bench_generator(device, plan: Plan, peak: dict) -> list[dict]:
     torch.compile of the channels_last model, fp32 and bf16 autocast (inductor with weight freezing)."""
     import torch
 
-    from backend.config import ModelConfig
-    from backend.model import Generator
+    from backend.model.config import ModelConfig
+    from backend.model.networks import Generator
 
     torch.manual_seed(0)
     nchw = Generator(ModelConfig()).eval().requires_grad_(False).to(device)
@@ -383,7 +383,7 @@ def bench_generator(device, plan: Plan, peak: dict) -> list[dict]:
 def _colorizer(spec: dict):
     import warnings
 
-    from backend.pipeline import Colorizer
+    from backend.inference.pipeline import Colorizer
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "untrained model": expected here
@@ -395,7 +395,7 @@ def child_pipeline(spec: dict) -> dict:
     import torch
     import torch.nn.functional as F  # noqa: F401  (imported by the pipeline anyway)
 
-    from backend.pipeline import _resize, colour_layer, model_size, to_grey
+    from backend.inference.pipeline import _resize, colour_layer, model_size, to_grey
 
     colorizer = _colorizer(spec)
     size = colorizer.config.resolution if spec["size"] == "model" else int(spec["size"])
@@ -440,14 +440,14 @@ def child_pipeline(spec: dict) -> dict:
 
 
 def child_flats(spec: dict) -> dict:
-    """Flats in a process of their own: backend.flats.bench_flats alone (time, memory), then what they add to
+    """Flats in a process of their own: backend.inference.flats.bench_flats alone (time, memory), then what they add to
     a real request: Colorizer.colorize with outputs ("color",) and ("color", "flats"), interleaved so both see
     the same machine load. The pipeline segments the line art while the model runs (backend/pipeline.py)."""
-    from backend import flats
+    from backend.inference import flats
 
     r = flats.bench_flats(spec["size"], repeats=spec["repeats"])
     r["peak_rss_mib"] = peak_rss_mib()  # before torch is imported: numpy, OpenCV and the flats' own arrays
-    from backend import pipeline
+    from backend.inference import pipeline
 
     colorizer = _colorizer(spec)
     lineart, ref = line_art_rgba(spec["size"]), reference_rgb()
@@ -485,7 +485,7 @@ class ServerProcess:
     def __init__(self, args: argparse.Namespace, max_batch: int, max_wait_ms: float = 5.0) -> None:
         self.max_batch = max_batch
         self.endpoint = f"tcp://127.0.0.1:{_free_port()}"
-        cmd = [sys.executable, "-m", "backend.cli", "serve", "--bind", self.endpoint, "--device", args.device,
+        cmd = [sys.executable, "-m", "backend", "serve", "--bind", self.endpoint, "--device", args.device,
                "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--queue-size", "64"]
         if args.checkpoint:
             cmd += ["--checkpoint", str(args.checkpoint)]
@@ -552,7 +552,7 @@ def _request(client, lineart, ref, output_format: str = "raw") -> dict:
 
         from PIL import Image
 
-        from backend.imageio import encode_png
+        from backend.inference.imageio import encode_png
 
         out = client.colorize(encode_png(lineart), encode_png(ref), ("color",), output_format="png")
         Image.open(io.BytesIO(bytes(out["color"]))).load()
@@ -861,7 +861,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from backend.pipeline import pick_device
+    from backend.inference.pipeline import pick_device
 
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -896,8 +896,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"[{time.perf_counter() - t_start:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
     if args.untrained:  # saved like any model, so every subprocess and `irodori serve` loads it the real way
-        from backend.checkpoint import save_checkpoint
-        from backend.pipeline import untrained_checkpoint
+        from backend.model.checkpoint import save_checkpoint
+        from backend.inference.pipeline import untrained_checkpoint
 
         ckpt = untrained_checkpoint()
         untrained_dir = tempfile.TemporaryDirectory(prefix="irodori-bench-")  # removed when main() returns

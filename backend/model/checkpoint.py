@@ -16,8 +16,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from backend.config import ModelConfig, from_dict, to_dict
-from backend.model import Generator, shared_style_encoder
+from backend.model.config import ModelConfig, from_dict, to_dict
+from backend.model.networks import Generator, shared_style_encoder
 
 FORMAT = "irodori-generator"
 FORMAT_VERSION = 1

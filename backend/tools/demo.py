@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.imageio import load_image, save_image, side_by_side
+from backend.inference.imageio import load_image, save_image, side_by_side
 
-SAMPLES = Path(__file__).parent / "demo" / "samples"
+SAMPLES = Path(__file__).resolve().parent.parent / "demo" / "samples"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from backend.pipeline import Colorizer
+    from backend.inference.pipeline import Colorizer
 
     sketches = sorted(SAMPLES.glob("sketch_*.png"))
     references = sorted(SAMPLES.glob("reference_*.png"))
