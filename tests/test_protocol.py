@@ -310,9 +310,11 @@ def test_keys_are_readable_by_the_stdlib_client_and_by_pyzmq(tmp_path):
     ("tcp://127.0.0.1:5717", True), ("tcp://127.8.9.1:1", True), ("tcp://localhost:5717", True),
     ("tcp://[::1]:5717", True), ("ipc:///tmp/irodori", True), ("tcp://0.0.0.0:5717", False),
     ("tcp://*:5717", False), ("tcp://192.168.1.4:5717", False), ("tcp://eth0:5717", False),
-    ("tcp://[::]:5717", False), ("tcp://example.com:5717", False)])
-def test_only_loopback_binds_are_allowed_without_keys(endpoint, local, tmp_path):
-    assert keys.is_loopback(endpoint) is local
+    ("tcp://[::]:5717", False), ("tcp://example.com:5717", False), ("tcp://127.0.0.1:*", True),
+    ("tcp://127.0.0.1:x", False), ("tcp://127.0.0.1:70000", False), ("inproc://w", True), ("ipc://", False)])
+def test_one_local_endpoint_rule_decides_binds_without_keys(endpoint, local, tmp_path):
+    """The one rule (protocol.is_local_endpoint) for shared memory, key-less binds and Krita's own backend."""
+    assert P.is_local_endpoint(endpoint) is local
     if local:
         keys.check_bind(endpoint, None, False)
     else:

@@ -26,6 +26,8 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from .endpoints import is_local_endpoint
+
 PROTOCOL_VERSION = 1
 VERSION_PREFIX = b"irodori/"
 VERSION_FRAME = VERSION_PREFIX + str(PROTOCOL_VERSION).encode()
@@ -301,12 +303,6 @@ def valid_shm_name(name: Any) -> bool:
 def shm_available() -> bool:
     """Shared memory is a Linux tmpfs here (/dev/shm); elsewhere requests carry their pixels in frames."""
     return sys.platform.startswith("linux") and os.path.isdir(SHM_DIR)
-
-
-def local_endpoint(endpoint: str) -> bool:
-    """Whether a client at `endpoint` runs on the server's machine (loopback TCP or ipc)."""
-    m = re.fullmatch(r"tcp://(\[?[0-9a-fA-F:.]+\]?|localhost):(\d{1,5}|\*)", endpoint)
-    return endpoint.startswith("ipc://") or bool(m and m.group(1).strip("[]") in ("127.0.0.1", "::1", "localhost"))
 
 
 class SharedBuffer:
@@ -819,7 +815,7 @@ class Client:
         self._seq = itertools.count(1)
         # Raw pixels through /dev/shm (SharedBuffer) when the server runs on this machine; None = decide here.
         if shared_memory is None:
-            shared_memory = shm_available() and local_endpoint(endpoint)
+            shared_memory = shm_available() and is_local_endpoint(endpoint)
         self.shared_memory = bool(shared_memory) and shm_available()
         self._segments: dict[str, SharedBuffer] = {}
 

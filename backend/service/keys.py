@@ -12,35 +12,20 @@ Layout made here (never overwritten without --force):
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import re
 import shutil
 import sys
 from pathlib import Path
 
+from backend.protocol import is_local_endpoint
+
 AUTHORIZED = "authorized_clients"
-
-
-def is_loopback(endpoint: str) -> bool:
-    """True for endpoints only this machine can reach: tcp on 127.0.0.0/8, ::1 or localhost; ipc; inproc."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return True
-    m = re.fullmatch(r"tcp://(\[[^\]]+\]|[^:]+):(\d+|\*)", endpoint)
-    if not m:
-        return False
-    host = m.group(1).strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # "*", an interface name or a host name: may be reachable from outside
-        return False
 
 
 def check_bind(endpoint: str, curve_dir: Path | None, insecure: bool, what: str = "irodori serve") -> None:
     """Refuse a non-loopback bind without CURVE keys or an explicit --insecure (ValueError says what to do)."""
-    if is_loopback(endpoint) or curve_dir is not None or insecure:
+    if is_local_endpoint(endpoint) or curve_dir is not None or insecure:
         return
     raise ValueError(
         f"{what}: refusing to bind {endpoint}: other machines could reach it, and without keys the traffic is "

@@ -122,7 +122,7 @@ class Server(Service):
         self._seq = itertools.count(1)
         self._ctx = zmq.Context()
         self._auth = None  # CURVE client-key checker, when --curve-dir is given
-        local = not config.connect and P.local_endpoint(config.bind)
+        local = not config.connect and P.is_local_endpoint(config.bind)
         self.shared_memory = P.shm_available() and (local if config.shared_memory is None else config.shared_memory)
         self._info = self._make_info()
 
