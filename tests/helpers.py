@@ -1,7 +1,6 @@
 """Shared test helpers: tiny checkpoints, free ports, simple line art."""
 from __future__ import annotations
 
-import socket
 import threading
 from pathlib import Path
 from typing import Callable, Iterable
@@ -12,6 +11,7 @@ import torch
 from backend.model.checkpoint import save_checkpoint
 from backend.model.config import ModelConfig
 from backend.model.networks import Generator, shared_style_encoder
+from backend.tools.launcher import free_port  # noqa: F401  (the tests import it from here)
 
 TINY = ModelConfig(resolution=32, base_channels=8, channel_mults=(1, 2, 2), blocks_per_level=1, mid_blocks=1,
                    reference_size=32, guide_channels=8, vgg_weights="random:0")
@@ -22,12 +22,6 @@ def make_tiny_checkpoint(path: str | Path, seed: int = 0, config: ModelConfig = 
     torch.manual_seed(seed)
     gen = Generator(config)
     return save_checkpoint(path, gen, shared_style_encoder(config.vgg_weights).sha256, meta={"untrained": True})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def line_art(height: int, width: int, rgba: bool = False, seed: int = 0) -> np.ndarray:
@@ -58,9 +52,25 @@ def reference(height: int = 64, width: int = 80, colour=(200, 40, 60), seed: int
 
 def run_in_threads(target: Callable[..., None], args: Iterable[tuple] = ((),), timeout: float | None = None) -> None:
     """One thread per argument tuple, all started before any is joined (each join waits at most `timeout` s):
-    concurrent clients against a real server."""
-    threads = [threading.Thread(target=target, args=a) for a in args]
+    concurrent clients against a real server.
+
+    A thread's exception would only be printed by threading, and the test would pass: the first one is
+    re-raised here once all threads are joined, and a thread still running after its join fails the call."""
+    errors: list[BaseException] = []
+
+    def run(*a: object) -> None:
+        try:
+            target(*a)
+        except BaseException as exc:  # handed to the caller below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=a) for a in args]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout)
+    if errors:
+        raise errors[0]
+    running = sum(t.is_alive() for t in threads)
+    if running:
+        raise TimeoutError(f"{running} of {len(threads)} threads still running after {timeout} s")

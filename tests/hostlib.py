@@ -3,9 +3,10 @@
 Why: the plugins only matter inside the real hosts, so their tests drive the real programs headless.
 Installation is done by tests/hosts/krita.sh and tests/hosts/gimp.sh; facts in tests/hosts/README.md.
 
-Results come back as marker lines: code inside a host prints `IRODORI-RESULT {json}` (use `emit(obj)`),
-and the helpers here parse them. Every run has a timeout that kills the whole process group, so a hung
-host fails the test instead of hanging it.
+Results come back as marker lines: code inside a host prints `IRODORI-RESULT {json}` (use `emit(obj)`
+from host_scripts/irodori_emit.py), and the helpers here parse them. Every run has a timeout that kills the
+whole process group, so a hung host fails the test instead of hanging it. The code that runs inside the
+hosts lives as real files in tests/host_scripts/ (HOST_SCRIPTS), where linters and duplicate finders see it.
 """
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ from pathlib import Path
 
 import pytest
 
-MARKER = "IRODORI-RESULT "
-READY = "IRODORI-READY"
+from host_scripts.host_markers import MARKER, READY
+
+HOST_SCRIPTS = Path(__file__).resolve().parent / "host_scripts"
+EMIT_MODULES = (HOST_SCRIPTS / "irodori_emit.py", HOST_SCRIPTS / "host_markers.py")  # copied into GIMP runs
+KRITA_TESTKIT = HOST_SCRIPTS / "krita_testkit"  # a pykrita folder: irodori_testkit.desktop + irodori_testkit/
 GIMP_CHROOT_DEFAULT = Path("/var/cache/irodori/gimp-chroot")
 GIMP_MARKER = ".irodori-gimp-ready"  # written by tests/hosts/gimp.sh after a complete build
 HOSTS_DIR = Path(__file__).resolve().parent / "hosts"
@@ -153,102 +157,22 @@ def require_krita(gui: bool = False) -> None:
     require_host("Krita" + (" (with Xvfb)" if gui else ""), ok, "sh tests/hosts/krita.sh")
 
 
-_EMIT_MODULE = '''\
-"""Tiny helper importable inside Krita/GIMP test code: emit(obj) prints one marker line."""
-import json, sys
-def emit(obj):
-    sys.stdout.write("IRODORI-RESULT " + json.dumps(obj) + "\\n")
-    sys.stdout.flush()
-'''
-
-
 def run_krita(script_dir: Path, module: str, function: str, env: dict | None = None,
               timeout: float = 180) -> HostRun:
     """Run `module.function()` from script_dir inside real Krita via kritarunner (offscreen, no display).
 
-    Code inside can `from irodori_emit import emit` and call emit({...}); the parsed dicts are in
-    `.results` / `.result`. HOME and the XDG dirs point to a fresh temporary profile unless env sets HOME.
+    Code inside can `from irodori_emit import emit` (HOST_SCRIPTS is on PYTHONPATH too) and call emit({...});
+    the parsed dicts are in `.results` / `.result`. HOME and the XDG dirs point to a fresh temporary profile
+    unless env sets HOME.
     Returns a HostRun (args, returncode, stdout, stderr like subprocess.CompletedProcess) and does not raise
     on a non-zero exit: call `.check()` or read `.result`. Raises HostError on timeout.
     """
     with tempfile.TemporaryDirectory(prefix="irodori-krita-") as tmp:
-        tmp_path = Path(tmp)
-        helper = tmp_path / "helper"
-        helper.mkdir()
-        (helper / "irodori_emit.py").write_text(_EMIT_MODULE)
-        home = Path((env or {}).get("HOME", tmp_path / "home"))
+        home = Path((env or {}).get("HOME", Path(tmp) / "home"))
         full_env = _base_env(home, {"QT_QPA_PLATFORM": "offscreen",
-                                    "PYTHONPATH": f"{Path(script_dir).resolve()}{os.pathsep}{helper}"})
+                                    "PYTHONPATH": f"{Path(script_dir).resolve()}{os.pathsep}{HOST_SCRIPTS}"})
         full_env.update(env or {})
         return _run(["kritarunner", "-s", module, "-f", function], full_env, timeout, cwd=tmp)
-
-
-# A pykrita plugin installed in every GUI profile made here. Once Krita's main window exists it sizes the
-# window to the whole screen (there is no window manager under Xvfb), runs the startup file named by
-# IRODORI_KRITA_STARTUP (with emit() available), writes READY to IRODORI_RESULT_FILE and, when
-# IRODORI_KRITA_QUIT=1, quits without any "save changes?" dialog.
-_TESTKIT_DESKTOP = """\
-[Desktop Entry]
-Type=Service
-ServiceTypes=Krita/PythonPlugin
-X-KDE-Library=irodori_testkit
-X-Python-2-Compatible=false
-Name=Irodori test kit
-Comment=Test helper: runs a startup file once the main window exists
-"""
-
-_TESTKIT_INIT = '''\
-import json, os, traceback
-from krita import Krita, Extension
-from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import QApplication
-
-RESULT_FILE = os.environ.get("IRODORI_RESULT_FILE")
-
-
-def emit(obj):
-    with open(RESULT_FILE, "a") as f:
-        f.write("IRODORI-RESULT " + json.dumps(obj) + "\\n")
-
-
-def quit_krita():
-    for doc in Krita.instance().documents():
-        doc.setModified(False)
-    QTimer.singleShot(15000, lambda: os._exit(3))  # a dialog blocked the quit: give up hard
-    Krita.instance().action("file_quit").trigger()
-
-
-class IrodoriTestKit(Extension):
-    def setup(self):
-        emit({"testkit": "loaded"})
-        Krita.instance().notifier().windowCreated.connect(self.on_window)
-
-    def createActions(self, window):
-        pass
-
-    def on_window(self):
-        window = Krita.instance().activeWindow()
-        if window is not None:
-            window.qwindow().setGeometry(QApplication.primaryScreen().geometry())
-        QTimer.singleShot(int(float(os.environ.get("IRODORI_KRITA_DELAY", "1")) * 1000), self.run_startup)
-
-    def run_startup(self):
-        path = os.environ.get("IRODORI_KRITA_STARTUP")
-        if path:
-            try:
-                code = open(path).read()
-                exec(compile(code, path, "exec"), {"Krita": Krita, "emit": emit, "quit_krita": quit_krita,
-                                                   "__name__": "__startup__"})
-            except Exception:
-                emit({"testkit_error": traceback.format_exc()})
-        with open(RESULT_FILE, "a") as f:
-            f.write("IRODORI-READY\\n")
-        if os.environ.get("IRODORI_KRITA_QUIT") == "1":
-            quit_krita()
-
-
-Krita.instance().addExtension(IrodoriTestKit(Krita.instance()))
-'''
 
 
 def make_krita_profile(home: Path, pykrita_dirs: list[Path] = (), enable: list[str] | None = None) -> Path:
@@ -258,16 +182,14 @@ def make_krita_profile(home: Path, pykrita_dirs: list[Path] = (), enable: list[s
     $XDG_DATA_HOME/krita/pykrita (default ~/.local/share/krita/pykrita): a NAME.desktop with
     X-KDE-Library=NAME plus a NAME/ package; it imports one only when $XDG_CONFIG_HOME/kritarc
     (default ~/.config/kritarc) has `[python]` `enable_NAME=true`. kritarunner never loads plugins.
-    Every *.desktop + package in each of pykrita_dirs is copied; `enable` defaults to all of them.
+    Every *.desktop + package in each of pykrita_dirs is copied; `enable` defaults to all of them. The test
+    kit (KRITA_TESTKIT: runs the startup file, see its docstring) is always installed and enabled.
     """
     pykrita = home / ".local" / "share" / "krita" / "pykrita"
     pykrita.mkdir(parents=True, exist_ok=True)
     (home / ".config").mkdir(parents=True, exist_ok=True)
-    names = ["irodori_testkit"]
-    (pykrita / "irodori_testkit.desktop").write_text(_TESTKIT_DESKTOP)
-    (pykrita / "irodori_testkit").mkdir(exist_ok=True)
-    (pykrita / "irodori_testkit" / "__init__.py").write_text(_TESTKIT_INIT)
-    for src in pykrita_dirs:
+    names = []
+    for src in [KRITA_TESTKIT, *pykrita_dirs]:
         for desktop in sorted(Path(src).glob("*.desktop")):
             name = desktop.stem
             shutil.copy2(desktop, pykrita / desktop.name)
@@ -346,11 +268,11 @@ def run_krita_gui(pykrita_dirs: list[Path] = (), startup: str | None = None, arg
     """Run the full Krita app under a private Xvfb with a fresh profile holding pykrita_dirs' plugins.
 
     `startup` is Python source run inside Krita `delay` seconds after the main window appears, with
-    `Krita`, `emit(obj)` and `quit_krita()` in scope. What it emits comes back in `.results`, after the
-    test kit's own {"testkit": "loaded"}; if it raises, HostError carries its traceback. With `screenshot`,
-    the screen is saved as PNG after the startup code ran and Krita is then killed; without it Krita quits
-    by itself after the startup code. `args` go to krita (e.g. a file to open). `enable` lists the plugin
-    names to enable in kritarc (default: all found in pykrita_dirs).
+    `Krita`, `emit(obj)` and `quit_krita()` in scope (or imported from irodori_testkit). What it emits comes
+    back in `.results`, after the test kit's own {"testkit": "loaded"}; if it raises, HostError carries its
+    traceback. With `screenshot`, the screen is saved as PNG after the startup code ran and Krita is then
+    killed; without it Krita quits by itself after the startup code. `args` go to krita (e.g. a file to
+    open). `enable` lists the plugin names to enable in kritarc (default: all found in pykrita_dirs).
     """
     from PIL import Image
 
@@ -364,6 +286,7 @@ def run_krita_gui(pykrita_dirs: list[Path] = (), startup: str | None = None, arg
         startup_file.write_text(textwrap.dedent(startup or ""))
         with Xvfb(size) as xvfb:
             full_env = _base_env(home, {"DISPLAY": xvfb.display, "IRODORI_RESULT_FILE": str(result_file),
+                                        "PYTHONPATH": str(HOST_SCRIPTS),  # the test kit's host_markers
                                         "IRODORI_KRITA_STARTUP": str(startup_file),
                                         "IRODORI_KRITA_DELAY": str(delay),
                                         "IRODORI_KRITA_QUIT": "0" if screenshot else "1"})
@@ -439,9 +362,8 @@ _GIMP_PRELUDE = '''\
 import json, os, sys
 RUN_DIR = {run_dir!r}
 os.chdir(RUN_DIR)
-def emit(obj):
-    sys.stdout.write("IRODORI-RESULT " + json.dumps(obj) + "\\n")
-    sys.stdout.flush()
+sys.path.insert(0, RUN_DIR)
+from irodori_emit import emit
 '''
 
 
@@ -450,7 +372,8 @@ def run_gimp_process(script: str, files: dict[str, bytes] | None = None, timeout
     """Run Python source inside real GIMP 3 (gimp-console-3.0, python-fu-eval) in the chroot.
 
     The script runs with the chroot's per-run dir `RUN_DIR` (under /tmp) as cwd, where `files`
-    ({name: bytes}) were written, and with `emit(obj)` defined. /proc is mounted in a private mount
+    ({name: bytes}) were written, and with `emit(obj)` defined (also importable: `from irodori_emit import
+    emit`). `script` is Python source, e.g. a file of HOST_SCRIPTS read as text. /proc is mounted in a private mount
     namespace that vanishes with the run, so nothing stays mounted even when the run is killed.
     HOME is /root, so plug-ins in ROOT/root/.config/GIMP/3.0/plug-ins/ are found; with `plugins`
     ({name: path of NAME.py or of a folder holding it}) HOME is instead a fresh per-run profile with
@@ -463,7 +386,7 @@ def run_gimp_process(script: str, files: dict[str, bytes] | None = None, timeout
     inner = "/tmp/" + run_dir.name
     try:
         for name, data in (files or {}).items():
-            if "/" in name or name in ("", ".", "..") or name.startswith("_irodori"):
+            if "/" in name or name in ("", ".", "..", *(m.name for m in EMIT_MODULES)) or name.startswith("_irodori"):
                 raise ValueError(f"bad file name for the GIMP run dir: {name!r}")
             if len(data) > MAX_FILE_BYTES:
                 raise ValueError(f"{name}: {len(data)} bytes is over the {MAX_FILE_BYTES} byte limit")
@@ -480,6 +403,8 @@ def run_gimp_process(script: str, files: dict[str, bytes] | None = None, timeout
                     dest.mkdir(parents=True)
                     shutil.copy2(src, dest / f"{name}.py")
                 (dest / f"{name}.py").chmod(0o755)
+        for module in EMIT_MODULES:
+            shutil.copy(module, run_dir / module.name)
         (run_dir / "_irodori_script.py").write_text(_GIMP_PRELUDE.format(run_dir=inner) + textwrap.dedent(script))
         batch = f'exec(compile(open("{inner}/_irodori_script.py").read(), "script.py", "exec"))'
         inside = ["env", "-i", f"HOME={home}", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",

@@ -1,111 +1,42 @@
 """Real `irodori serve` / `irodori broker` processes for the protocol, server and broker tests."""
 from __future__ import annotations
 
-import os
-import re
-import signal
 import struct
-import subprocess
-import sys
-import threading
-import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from backend.protocol import Client, IrodoriError
-from backend.protocol import wait_until_serving as protocol_wait
+from backend.tools.launcher import BackendProcess, start_serving
 
-ROOT = Path(__file__).resolve().parent.parent
+# Several servers share a small test machine: one thread each keeps them from starving one another.
+TEST_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-class Process:
-    """`python -m backend ARGS` with its stderr collected line by line (so tests can wait for log lines)."""
+class Process(BackendProcess):
+    """`python -m backend ARGS` as the tests run it (one thread; killed at once on stop)."""
 
     def __init__(self, *args: str) -> None:
-        self.args = [sys.executable, "-m", "backend", *args]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH")))),
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    @property
-    def log(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for(self, pattern: str, timeout: float = 60.0, start: int = 0) -> re.Match:
-        """The first log line (from line `start` on) matching `pattern`; fails if the process dies first."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for line in self.lines[start:]:
-                    m = rx.search(line)
-                    if m:
-                        return m
-                if self.proc.poll() is not None and self.proc.stdout.closed:
-                    break
-                if time.monotonic() > deadline:
-                    break
-                self._changed.wait(0.1)
-        raise AssertionError(f"no log line matching {pattern!r} in {timeout} s (exit code {self.proc.poll()}):\n"
-                             f"{self.log[-3000:]}")
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float = 60.0) -> int:
-        return self.proc.wait(timeout)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
+        super().__init__(*args, env=TEST_ENV)
 
 
-def wait_until_serving(endpoint: str, proc: Process, timeout: float = 90.0) -> None:
+def wait_until_serving(endpoint: str, proc: BackendProcess, timeout: float = 90.0) -> None:
     """Ping until the server answers (model loading takes seconds)."""
-    try:
-        protocol_wait(endpoint, timeout, exited=lambda: proc.proc.poll() is not None)
-    except IrodoriError as exc:
-        raise AssertionError(f"{exc} (exit code {proc.proc.poll()}):\n{proc.log[-3000:]}") from None
+    proc.wait_until_serving(endpoint, timeout)
 
 
-def start_server(endpoint: str, checkpoint: Path, *extra: str) -> Process:
-    proc = Process("serve", "--bind", endpoint, "--checkpoint", str(checkpoint), "--device", "cpu", *extra)
-    try:
-        wait_until_serving(endpoint, proc)
-    except BaseException:
-        proc.stop()
-        raise
-    return proc
+def start_server(endpoint: str, checkpoint: Path, *extra: str) -> BackendProcess:
+    return start_serving(endpoint, "serve", "--bind", endpoint, "--checkpoint", str(checkpoint), "--device", "cpu",
+                         *extra, env=TEST_ENV)
 
 
 def start_worker(broker_workers: str, checkpoint: Path, *extra: str) -> Process:
-    proc = Process("serve", "--connect", broker_workers, "--checkpoint", str(checkpoint), "--device", "cpu", *extra)
-    return proc
+    return Process("serve", "--connect", broker_workers, "--checkpoint", str(checkpoint), "--device", "cpu", *extra)
 
 
-def start_broker(endpoint: str, workers: str, *extra: str) -> Process:
-    proc = Process("broker", "--bind", endpoint, "--workers", workers, *extra)
-    try:
-        wait_until_serving(endpoint, proc, timeout=30.0)
-    except BaseException:
-        proc.stop()
-        raise
-    return proc
+def start_broker(endpoint: str, workers: str, *extra: str) -> BackendProcess:
+    return start_serving(endpoint, "broker", "--bind", endpoint, "--workers", workers, *extra, timeout=30.0,
+                         env=TEST_ENV)
 
 
 # ---------------------------------------------------------------------------------------- test images

@@ -10,7 +10,9 @@ import math
 
 import pytest
 
-from backend.tools import bench
+from backend.tools import extensions
+from backend.tools.bench import children, report
+from backend.tools.bench.plan import QUICK
 from backend.tools.cli import main as cli
 
 
@@ -20,7 +22,7 @@ def test_quick_bench_writes_every_section(tmp_path, tiny_checkpoint, capsys):
     assert cli(["bench", "--quick", "--json", str(out), "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     res = json.loads(out.read_text())
-    plan = bench.QUICK
+    plan = QUICK
 
     assert res["machine"]["cpu"] and res["machine"]["torch"] and res["machine"]["logical_cores"] >= 1
     assert res["table"] in printed and printed.count("\n|") >= 20  # one markdown table, printed
@@ -73,7 +75,7 @@ def test_quick_bench_writes_every_section(tmp_path, tiny_checkpoint, capsys):
         assert c["rounds"] == len(c["images_per_s_rounds"]) == plan.concurrency_rounds
         assert c["images_per_s"] > 0 and c["max_batch"] == (1 if batching == "off" else 4)
 
-    # (f) training at both configurations
+    # (f) training at both configurations: the plug-in section from training/bench.py
     assert [t["config"] for t in res["training"]] == ["tiny", "paper"]
     assert all(t["step_ms"] > 0 and t["images_per_s"] > 0 for t in res["training"])
 
@@ -98,10 +100,10 @@ def test_table_lists_every_section_it_is_given():
         "concurrency": [{"batching": "on", "clients": 4, "size": 64, "median_latency_ms": 5.0, "images_per_s": 2.0,
                          "images": 16, "errors": 0, "vs_single_client": 0.8}],
     }
-    text = bench.table(res)
+    text = report.table(res)
     assert "| (a) limit | conv fp32 3x3" in text and "peak fp32: 30 GFLOP/s" in text
     assert "50% of fp32 peak" in text and "0.80x of 1 client" in text
-    found = {t["name"].split(" ")[0]: t["met"] for t in bench.targets(res)}
+    found = {t["name"].split(" ")[0]: t["met"] for t in report.targets(res)}
     assert found == {"generator": False, "throughput": False}  # 50% < 60%, and 0.8x < 1x
 
 
@@ -110,9 +112,24 @@ def test_more_clients_may_match_one_client_within_its_own_noise():
         conc = [{"batching": "off", "clients": 1, "images_per_s": 5.0, "images_per_s_rounds": [5.0, 5.1, 4.95],
                  "vs_single_client": 1.0},
                 {"batching": "off", "clients": 16, "images_per_s": 5.0 * ratio, "vs_single_client": ratio}]
-        (target,) = bench.targets({"concurrency": conc})
+        (target,) = report.targets({"concurrency": conc})
         assert "spread 3.0%" in target["name"]
         return target["met"]
 
     assert run(1.02) and run(0.98)  # inside the single-client rounds' 3% spread
     assert not run(0.96)  # below it by more than the noise
+
+
+def test_bench_flats_reports_time_and_memory():
+    r = children.bench_flats(96, repeats=1)
+    assert r["size"] == 96 and r["regions"] > 1
+    for key in ("segment_s", "fill_s", "flats_s", "flats_cpu_s", "shading_s", "peak_mib", "maxrss_mib"):
+        assert r[key] > 0, key
+
+
+def test_the_training_section_is_a_plug_in_and_a_missing_one_is_named(monkeypatch, capsys):
+    assert extensions.find(extensions.BENCH_SECTIONS)["training"] == "training.bench"
+    monkeypatch.setattr(extensions, "find", lambda group: {"training": "training.no_such_module"})
+    assert cli(["bench", "--sections", "training", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "'training' comes from training.no_such_module" in err and "irodori.bench" in err

@@ -168,7 +168,7 @@ class FakeWorker:
     def _loop(self, endpoint: str) -> None:
         import json
 
-        from backend.service.server import DISCONNECT, HEARTBEAT, READY, REPLY, REQUEST, WORKER_PROTO
+        from backend.protocol import DISCONNECT, HEARTBEAT, READY, REPLY, REQUEST, WORKER_PROTO
 
         zmq = self.zmq
         sock = self._ctx.socket(zmq.DEALER)

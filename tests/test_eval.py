@@ -8,7 +8,11 @@ import math
 import numpy as np
 import pytest
 
+from backend.inference import colour
 from training import eval as ev
+from training import eval_cases as ec
+from training import eval_metrics as em
+from training import eval_models as emo
 
 # Sharma, Wu & Dalal (2005), "The CIEDE2000 colour-difference formula", Table 1 (a selection that exercises
 # the hue wrap at 0/360 degrees, the mean-hue branches, the blue-region rotation term and the G factor).
@@ -34,45 +38,45 @@ def test_ciede2000_matches_published_pairs():
     lab1 = np.array([p[0] for p in SHARMA])
     lab2 = np.array([p[1] for p in SHARMA])
     want = np.array([p[2] for p in SHARMA])
-    np.testing.assert_allclose(ev.ciede2000(lab1, lab2), want, atol=5e-5)
-    np.testing.assert_allclose(ev.ciede2000(lab2, lab1), want, atol=5e-5)  # symmetric
-    assert ev.ciede2000(lab1, lab1).max() == 0.0
-    assert ev.ciede2000(np.zeros(3), np.zeros(3)) == 0.0  # achromatic, both hues undefined
+    np.testing.assert_allclose(colour.ciede2000(lab1, lab2), want, atol=5e-5)
+    np.testing.assert_allclose(colour.ciede2000(lab2, lab1), want, atol=5e-5)  # symmetric
+    assert colour.ciede2000(lab1, lab1).max() == 0.0
+    assert colour.ciede2000(np.zeros(3), np.zeros(3)) == 0.0  # achromatic, both hues undefined
 
 
 def test_rgb_to_lab_known_colours_and_round_trip():
     rgb = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [0, 0, 0]], np.uint8)
     want = [[53.24, 80.09, 67.20], [87.73, -86.18, 83.18], [32.30, 79.19, -107.86], [100, 0, 0], [0, 0, 0]]
-    np.testing.assert_allclose(ev.rgb_to_lab(rgb), want, atol=0.02)
-    grey = ev.rgb_to_lab(np.array([[v, v, v] for v in (1, 64, 128, 200)], np.uint8))
+    np.testing.assert_allclose(colour.rgb_to_lab(rgb), want, atol=0.02)
+    grey = colour.rgb_to_lab(np.array([[v, v, v] for v in (1, 64, 128, 200)], np.uint8))
     assert np.abs(grey[:, 1:]).max() < 1e-6  # a grey has no chroma
     x = np.random.default_rng(0).integers(0, 256, (2000, 3)).astype(np.uint8)
-    np.testing.assert_array_equal(ev.lab_to_rgb(ev.rgb_to_lab(x)), x)
+    np.testing.assert_array_equal(colour.lab_to_rgb(colour.rgb_to_lab(x)), x)
 
 
 def test_psnr_identities():
     rng = np.random.default_rng(1)
     a = rng.integers(1, 255, (40, 40, 3)).astype(np.uint8)
-    assert ev.psnr(a, a) == ev.PSNR_CAP
+    assert em.psnr(a, a) == em.PSNR_CAP
     b = a + np.uint8(1)  # every value off by exactly 1: MSE 1
-    assert ev.psnr(a, b) == pytest.approx(20 * math.log10(255), abs=1e-9)
-    assert ev.psnr(a, np.zeros_like(a)) < ev.psnr(a, b)
+    assert em.psnr(a, b) == pytest.approx(20 * math.log10(255), abs=1e-9)
+    assert em.psnr(a, np.zeros_like(a)) < em.psnr(a, b)
 
 
 def test_ssim_identities():
     rng = np.random.default_rng(2)
     base = ndimage_smooth(rng.random((48, 48)) * 255)
     x = np.repeat(base[..., None], 3, axis=2).astype(np.uint8)
-    assert ev.ssim(x, x) == pytest.approx(1.0, abs=1e-12)
+    assert em.ssim(x, x) == pytest.approx(1.0, abs=1e-12)
     noisy = [np.clip(x + rng.normal(0, s, x.shape), 0, 255).astype(np.uint8) for s in (5, 20, 60)]
-    scores = [ev.ssim(x, n) for n in noisy]
+    scores = [em.ssim(x, n) for n in noisy]
     assert 1.0 > scores[0] > scores[1] > scores[2] > -1.0
-    assert ev.ssim(x, noisy[1]) == pytest.approx(ev.ssim(noisy[1], x), abs=1e-12)
+    assert em.ssim(x, noisy[1]) == pytest.approx(em.ssim(noisy[1], x), abs=1e-12)
     # a constant image against itself shifted: structure and contrast agree, only luminance differs
     flat = np.full((32, 32), 100, np.uint8)
-    assert ev.ssim(flat, flat + np.uint8(50)) < 1.0
+    assert em.ssim(flat, flat + np.uint8(50)) < 1.0
     with pytest.raises(ValueError):
-        ev.ssim(x, x[:40])
+        em.ssim(x, x[:40])
 
 
 def ndimage_smooth(z: np.ndarray) -> np.ndarray:
@@ -89,9 +93,9 @@ def test_reinhard_baseline_takes_reference_statistics():
     ref[:25] = (180, 90, 70)
     ref[25:] = (90, 140, 170)
     ref = np.clip(ref + rng.integers(-10, 10, ref.shape), 0, 255).astype(np.uint8)
-    out = ev.reinhard_transfer(line, ref)
+    out = emo.reinhard_transfer(line, ref)
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
-    paper, lab_ref = ev.rgb_to_lab(out[line == 255]), ev.rgb_to_lab(ref).reshape(-1, 3)
+    paper, lab_ref = colour.rgb_to_lab(out[line == 255]), colour.rgb_to_lab(ref).reshape(-1, 3)
     # a*, b* have no spread in the grey source: every paper pixel takes the reference's mean chroma
     np.testing.assert_allclose(paper[:, 1:].mean(0), lab_ref[:, 1:].mean(0), atol=1.0)
     assert paper[:, 1:].std(0).max() < 1e-6  # one flat fill
@@ -99,8 +103,8 @@ def test_reinhard_baseline_takes_reference_statistics():
     assert lab_ref[:, 0].mean() < paper[:, 0].mean() < lab_ref[:, 0].mean() + lab_ref[:, 0].std()
     # and the ink stays darker than the paper
     assert out[line == 0].mean() < out[line == 255].mean()
-    other = ev.reinhard_transfer(line, np.full((8, 8, 3), (20, 200, 40), np.uint8))
-    assert ev.ciede2000(ev.rgb_to_lab(other[5, 5]), ev.rgb_to_lab(out[5, 5])) > 20
+    other = emo.reinhard_transfer(line, np.full((8, 8, 3), (20, 200, 40), np.uint8))
+    assert colour.ciede2000(colour.rgb_to_lab(other[5, 5]), colour.rgb_to_lab(out[5, 5])) > 20
 
 
 # ----------------------------------------------------------------------------------------- hand-made cases
@@ -120,10 +124,10 @@ def _drawing(size: int, shift: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _paint(mask: np.ndarray, line: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    return ev.flatten(palette[mask], line)
+    return em.flatten(palette[mask], line)
 
 
-def hand_cases(size: int = 64) -> list[ev.Case]:
+def hand_cases(size: int = 64) -> list[ec.Case]:
     """Three characters in three palettes, in the same a -> i+1, b -> i+2 layout as make_cases."""
     palettes = [np.array(p, np.uint8) for p in (
         [(250, 245, 235), (200, 40, 50), (250, 220, 190)],
@@ -137,11 +141,11 @@ def hand_cases(size: int = 64) -> list[ev.Case]:
         mask, line = drawings[i]
         refs = tuple(_paint(*drawings[j], palettes[j]) for j in (a, b))
         targets = tuple(_paint(mask, line, palettes[j]) for j in (a, b))
-        cases.append(ev.Case(seed=i, line=line, mask=mask, ref_seeds=(a, b), references=refs, targets=targets))
+        cases.append(ec.Case(seed=i, line=line, mask=mask, ref_seeds=(a, b), references=refs, targets=targets))
     return cases
 
 
-def oracle_for(cases: list[ev.Case]) -> ev.ColorFn:
+def oracle_for(cases: list[ec.Case]) -> emo.ColorFn:
     """Knows every true target; for an unknown reference (the neutral grey) it paints the paper colour."""
     table = {(c.line.tobytes(), r.tobytes()): t for c in cases for r, t in zip(c.references, c.targets)}
 
@@ -169,7 +173,7 @@ def test_oracle_scores_perfectly_and_reference_blind_follows_nothing():
     model = result["rows"]["model"]
     assert model["part_de00"] == 0.0
     assert model["follow_ratio"] == pytest.approx(1.0, abs=1e-12)
-    assert model["psnr"] == ev.PSNR_CAP
+    assert model["psnr"] == em.PSNR_CAP
     assert model["ssim"] == pytest.approx(1.0, abs=1e-12)
     blind = result["rows"]["ignores_reference"]  # the oracle fed the grey reference: same output for A and B
     assert blind["follow_ratio"] == 0.0
@@ -224,7 +228,7 @@ def test_table_and_json_are_clean():
 def test_make_cases_renders_held_out_characters():
     from training import synth
 
-    cases = ev.make_cases(range(ev.EVAL_SEED_BASE, ev.EVAL_SEED_BASE + 3), 64)
+    cases = ec.make_cases(range(ev.EVAL_SEED_BASE, ev.EVAL_SEED_BASE + 3), 64)
     assert [c.seed for c in cases] == [ev.EVAL_SEED_BASE + i for i in range(3)]
     for i, case in enumerate(cases):
         assert case.line.shape == case.mask.shape == (64, 64)
@@ -237,7 +241,7 @@ def test_make_cases_renders_held_out_characters():
         np.testing.assert_array_equal(again.mask, case.mask)
         np.testing.assert_array_equal(again.color, case.targets[0])
     with pytest.raises(ValueError, match="at least 3"):
-        ev.make_cases([1, 2], 64)
+        ec.make_cases([1, 2], 64)
 
 
 def test_references_are_rendered_at_the_models_reference_size(tiny_checkpoint, tmp_path, capsys):
@@ -247,13 +251,13 @@ def test_references_are_rendered_at_the_models_reference_size(tiny_checkpoint, t
     from training import synth
 
     seeds = range(ev.EVAL_SEED_BASE, ev.EVAL_SEED_BASE + 3)
-    big = ev.make_cases(seeds, 64, reference_size=96)
+    big = ec.make_cases(seeds, 64, reference_size=96)
     for case in big:
         assert case.line.shape == (64, 64) and all(t.shape == (64, 64, 3) for t in case.targets)
         assert all(r.shape == (96, 96, 3) for r in case.references)
         again = synth.render(synth.random_character(case.ref_seeds[0]), synth.random_palette(case.ref_seeds[0]), 96)
         np.testing.assert_array_equal(case.references[0], again.color)
-    assert all(r.shape == (64, 64, 3) for r in ev.make_cases(seeds, 64, reference_size=32)[0].references)
+    assert all(r.shape == (64, 64, 3) for r in ec.make_cases(seeds, 64, reference_size=32)[0].references)
     out_json = tmp_path / "eval.json"
     assert main(["eval", "--checkpoint", str(tiny_checkpoint), "--count", "3", "--size", "32", "--device", "cpu",
                  "--reference-size", "80", "--json", str(out_json)]) == 0
@@ -264,7 +268,7 @@ def test_references_are_rendered_at_the_models_reference_size(tiny_checkpoint, t
 
 
 def test_oracle_on_synth_characters_and_parts_measured():
-    cases = ev.make_cases(range(ev.EVAL_SEED_BASE, ev.EVAL_SEED_BASE + 4), 96)
+    cases = ec.make_cases(range(ev.EVAL_SEED_BASE, ev.EVAL_SEED_BASE + 4), 96)
     for case in cases:
         parts = ev.part_pixels(case)
         assert 0 in parts and len(parts) >= 4  # background, hair, skin, clothes at least

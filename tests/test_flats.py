@@ -4,13 +4,13 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from backend.inference import flats as flats_mod
-from backend.inference.flats import FlatsConfig, bench_flats, bench_images, fill, flats, segment, shading
+from backend.inference.flats import FlatsConfig, bench_images, fill, flats, labelops, segment, shading
 
 
 def _colours_per_label(labels: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -310,7 +310,9 @@ def test_bad_inputs_are_refused_with_clear_errors():
     with pytest.raises(TypeError, match="uint8"):
         segment(np.zeros((4, 4), np.float32))
     with pytest.raises(ValueError, match="shape"):
-        segment(np.zeros((4, 4, 3), np.uint8))
+        segment(np.zeros((4, 4, 5), np.uint8))
+    with pytest.raises(ValueError, match="shape"):
+        segment(np.zeros((4, 4, 1, 1), np.uint8))
     with pytest.raises(ValueError, match="empty"):
         segment(np.zeros((0, 4), np.uint8))
     with pytest.raises(ValueError, match="same height and width"):
@@ -333,16 +335,6 @@ def test_too_large_canvas_is_refused_before_any_work():
         segment(big)
 
 
-# ----------------------------------------------------------------------------- benchmark hook
-
-
-def test_bench_flats_reports_time_and_memory():
-    r = bench_flats(96, repeats=1)
-    assert r["size"] == 96 and r["regions"] > 1
-    for key in ("segment_s", "fill_s", "flats_s", "flats_cpu_s", "shading_s", "peak_mib", "maxrss_mib"):
-        assert r[key] > 0, key
-
-
 # ----------------------------------------------------------------------------- synthetic characters
 
 def _purity(labels: np.ndarray, truth: np.ndarray, where: np.ndarray | None = None) -> float:
@@ -356,10 +348,7 @@ def _purity(labels: np.ndarray, truth: np.ndarray, where: np.ndarray | None = No
 
 @pytest.mark.parametrize("seed", [0, 3, 6])
 def test_regions_of_a_synthetic_character_follow_its_parts(seed):
-    try:
-        from training.synth import random_character, random_palette, render
-    except ImportError as e:
-        pytest.skip(f"training.synth not importable: {e}")
+    from training.synth import random_character, random_palette, render  # a broken import fails the test
     r = render(random_character(seed), random_palette(seed), 256)
     labels = segment(r.line)
     # Measured at 256 px over seeds 0-11: 0.954-0.978 over all pixels (ink pixels are split between the
@@ -372,7 +361,8 @@ def test_regions_of_a_synthetic_character_follow_its_parts(seed):
 
 
 def test_big_regions_vote_on_a_grid_and_small_ones_with_every_pixel():
-    from backend.inference.flats import MIN_SAMPLES, _lab_to_rgb, _rgb_to_lab, sample_stride
+    from backend.inference.colour import lab_to_rgb, rgb_to_lab_planes
+    from backend.inference.flats import MIN_SAMPLES, sample_stride
 
     labels = np.ones((120, 120), np.int32)
     labels[100:106, 100:106] = 2  # 36 px: 9 on the stride-2 grid, fewer than MIN_SAMPLES
@@ -390,8 +380,8 @@ def test_big_regions_vote_on_a_grid_and_small_ones_with_every_pixel():
     out = fill(labels, color, stride=2)
     assert (out[labels == 2] == (255, 0, 0)).all()
     # Region 1 votes with its grid pixels: within a step or two of the exact median over all its pixels.
-    L, a, b = _rgb_to_lab(color[labels == 1])
-    exact = _lab_to_rgb(*(np.median(v).reshape(1).astype(np.float64) for v in (L, a, b)))[0]
+    lab = rgb_to_lab_planes(color[labels == 1])
+    exact = lab_to_rgb(np.array([np.median(v) for v in lab], np.float64))
     assert np.abs(out[0, 0].astype(int) - exact).max() <= 2
     assert len(np.unique(out[labels == 1], axis=0)) == 1
 
@@ -444,8 +434,8 @@ def test_pipeline_reuses_the_regions_of_a_line_art_it_has_seen(tiny_checkpoint, 
     from backend.inference.pipeline import Colorizer
 
     calls = []
-    real_segment = flats_mod.segment
-    monkeypatch.setattr(flats_mod, "segment", lambda line, *a: calls.append(line.shape) or real_segment(line, *a))
+    real = flats_mod.regions_and_votes
+    monkeypatch.setattr(flats_mod, "regions_and_votes", lambda line, *a: calls.append(line.shape) or real(line, *a))
     pipeline._segment_cache.clear()
     colorizer = Colorizer(tiny_checkpoint)
     line_a, _ = bench_images(128, seed=5)
@@ -453,7 +443,7 @@ def test_pipeline_reuses_the_regions_of_a_line_art_it_has_seen(tiny_checkpoint, 
     first = colorizer.colorize(line_a, _noisy_color((32, 32), seed=1), ("color", "flats"))
     second = colorizer.colorize(line_a, _noisy_color((32, 32), seed=2), ("color", "flats"))
     assert len(calls) == 1
-    assert np.array_equal(second["flats"], flats(line_a, second["color"], labels=real_segment(line_a)))
+    assert np.array_equal(second["flats"], flats(line_a, second["color"], labels=segment(line_a)))
     assert not np.array_equal(first["flats"], second["flats"])  # another reference, other colours
     colorizer.colorize(line_b, _noisy_color((32, 32), seed=2), ("flats",))
     assert len(calls) == 2
@@ -468,7 +458,7 @@ def test_region_sizes_are_exact_with_few_and_with_many_labels():
     few = rng.integers(0, 1500, (300, 310)).astype(np.int32)
     many = rng.permutation(300 * 310).reshape(300, 310).astype(np.int32)  # 93,000 labels: the bincount path
     for labels in (few, many):
-        assert np.array_equal(flats_mod._label_counts(labels), np.bincount(labels.ravel()))
+        assert np.array_equal(labelops.label_counts(labels), np.bincount(labels.ravel()))
 
 
 def _nearest_brute_force(labels: np.ndarray, known: np.ndarray, unknown: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -486,7 +476,7 @@ def _nearest_brute_force(labels: np.ndarray, known: np.ndarray, unknown: np.ndar
 
 @pytest.mark.parametrize("steps", [32, 2, 0])  # grown all the way, partly then the distance transform, not grown
 def test_unlabelled_pixels_take_a_nearest_known_label(steps, monkeypatch):
-    monkeypatch.setattr(flats_mod, "PROPAGATE_STEPS", steps)
+    monkeypatch.setattr(labelops, "PROPAGATE_STEPS", steps)
     rng = np.random.default_rng(steps)
     known = rng.random((60, 70)) < 0.01
     known[50:, :] = False  # a band far from any known pixel: more than `steps` growth steps away
@@ -496,7 +486,7 @@ def test_unlabelled_pixels_take_a_nearest_known_label(steps, monkeypatch):
         unknown = ~known
         labels[2, 3] = 7  # an already labelled pixel that is not known: kept, and it does not spread
         unknown[2, 3] = False
-        flats_mod._fill_nearest(labels, known, unknown)
+        labelops.fill_nearest(labels, known, unknown)
         assert labels[2, 3] == 7 and np.array_equal(labels[known], truth[known])
         best, given = _nearest_brute_force(labels, known, unknown)
         assert (given == best).all() and (labels[unknown] > 0).all()
@@ -510,7 +500,7 @@ def test_a_few_unlabelled_pixels_take_a_nearest_known_label():
     for y, x in ((0, 0), (40, 30), (84, 74)):  # 6x6 holes, at the corners too
         known[y:y + 6, x:x + 6] = False
     labels = np.where(known, truth, 0).astype(np.uint16)
-    flats_mod._fill_nearest(labels, known, ~known)
+    labelops.fill_nearest(labels, known, ~known)
     best, given = _nearest_brute_force(labels, known, ~known)
     assert (given == best).all() and best.max() == 6  # (0, 0) is 6 px from the nearest known pixel
 
@@ -539,3 +529,123 @@ def test_segment_cache_survives_a_key_collision(tiny_checkpoint, monkeypatch):
         line, _ = bench_images(128, seed=seed)
         out = colorizer.colorize(line, ref, ("color", "flats"))
         assert np.array_equal(out["flats"], flats(line, out["color"]))
+
+
+# ----------------------------------------------------------------------------- real-looking drawings (issue 20)
+# training/sketches.py draws closed shapes with soft grey to black anti-aliased strokes of 1-3 px, gaps of
+# 1-6 px at random places, hatching inside some shapes, on opaque white paper with grain or as ink on a
+# transparent layer, and knows which shape every pixel belongs to. Measured away from the strokes (under
+# and beside a line either side is right).
+
+def _assert_regions_follow_the_shapes(sketch, labels: np.ndarray) -> None:
+    from training.sketches import region_scores
+
+    whole, purity = region_scores(labels, sketch)
+    assert labels.min() >= 1  # every pixel in a region
+    split = {k: round(float(w), 3) for k, w in enumerate(whole) if k and w < 0.95}
+    assert not split, f"shapes not one region (share in their main region): {split}"
+    mixed = {r: round(float(p), 3) for r, p in enumerate(purity) if p < 0.95}
+    assert not mixed, f"regions over two shapes or over background and a shape (purity): {mixed}"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_real_looking_drawings_each_shape_is_one_region(seed):
+    from training.sketches import draw_sketch
+
+    sketch = draw_sketch(seed, 512, transparent=bool(seed % 2), hatch_share=0.0)
+    assert sketch.gaps > 0  # gaps to close
+    _assert_regions_follow_the_shapes(sketch, segment(sketch.line))
+
+
+def test_hatching_does_not_shred_a_shape():
+    # No region ever spans two shapes or background and a shape; every shape without hatching is one region,
+    # and so are all but one of the hatched ones here (the figures over more drawings: README, "Flats").
+    from training.sketches import draw_sketch, region_scores
+
+    hatched_whole, hatched = 0, 0
+    for seed in range(12):
+        sketch = draw_sketch(seed, 512, transparent=bool(seed % 2))
+        labels = segment(sketch.line)
+        whole, purity = region_scores(labels, sketch)
+        assert purity.min() >= 0.95, (seed, purity.min())
+        for k in range(1, len(whole)):
+            if k in sketch.hatched:
+                hatched, hatched_whole = hatched + 1, hatched_whole + int(whole[k] >= 0.95)
+            else:
+                assert whole[k] >= 0.95, (seed, k, whole[k])
+    assert hatched >= 12 and hatched_whole >= hatched - 1, (hatched_whole, hatched)
+
+
+def _circle_sketch(ink: tuple[int, ...], paper: tuple[int, ...], width: int = 1, size: int = 160) -> np.ndarray:
+    """A circle outline (radius 60 px) drawn anti-aliased (4x supersampled) in `ink` on `paper`, with a
+    3 px gap."""
+    big = Image.new("RGB" if len(paper) == 3 else "L", (size * 4, size * 4), paper if len(paper) == 3 else paper[0])
+    draw = ImageDraw.Draw(big)
+    draw.arc([80, 80, size * 4 - 80, size * 4 - 80], 3, 360, fill=ink if len(ink) == 3 else ink[0], width=4 * width)
+    return np.asarray(big.resize((size, size), Image.BOX))
+
+
+def test_soft_grey_hairlines_are_ink():
+    # A 1 px pencil-grey outline never reaches the old fixed threshold (128), yet closes its shape.
+    line = _circle_sketch((170,), (248,))
+    assert line.min() > 128
+    labels = segment(line)
+    assert labels[80, 80] != labels[5, 5] and labels.max() == 2
+
+
+def test_coloured_lines_are_ink():
+    # Yellow on white is light in grey (luma ~ 220) but dark in blue: the darkest channel counts.
+    line = _circle_sketch((250, 220, 0), (255, 255, 255), width=2)
+    labels = segment(line)
+    assert labels[80, 80] != labels[5, 5] and labels.max() == 2
+
+
+def test_a_drawing_with_more_ink_than_paper_keeps_its_ink():
+    # The paper's grain is measured between the 90th and 50th percentiles: here the 50th is ink.
+    from backend.inference.flats import find_ink
+
+    line, _ = bench_images(96)
+    assert (line < 128).mean() > 0.5
+    assert find_ink(line).mask.mean() > 0.4 and segment(line).max() > 20
+
+
+def test_ink_on_transparent_is_the_same_drawing_as_on_white():
+    from training.sketches import draw_sketch
+
+    rgba = draw_sketch(4, 384, transparent=True).line
+    alpha = rgba[..., 3:].astype(np.float32) / 255
+    on_white = (rgba[..., :3] * alpha + 255 * (1 - alpha) + 0.5).astype(np.uint8)
+    a, b = segment(rgba), segment(on_white)
+    assert a.max() == b.max()
+    pairs = np.unique(a.astype(np.int64) * (b.max() + 1) + b)
+    assert len(pairs) == a.max()  # one to one: the same partition
+
+
+def test_pipeline_segments_the_line_art_as_sent(tiny_checkpoint):
+    # An RGBA layer reaches the flats with its alpha (coloured ink and ink on transparent seen as drawn).
+    from backend.inference.pipeline import Colorizer
+    from training.sketches import draw_sketch
+
+    rgba = draw_sketch(1, 256, transparent=True).line
+    out = Colorizer(tiny_checkpoint).colorize(rgba, _noisy_color((32, 32)), ("color", "flats"))
+    assert np.array_equal(out["flats"], flats(rgba, out["color"]))
+
+
+# ----------------------------------------------------------------------------- real anime faces (issue 20)
+FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "anime-faces-256"
+
+
+@pytest.mark.parametrize("extractor", ["xdog", "dilate"])
+def test_regions_of_real_anime_faces(extractor):
+    # Line art made from a few shared faces by the project's extractors: no region over 60% of the canvas,
+    # at least 20 regions. (On 200 faces: README, "Flats"; the faces never enter the repository.)
+    if not FACES.is_dir():
+        message = f"{FACES} is missing: the shared anime faces (see ../shared/data/README.md)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true: this must be set up)")
+        pytest.skip(message)
+    from training.regions_check import MAX_SHARE, MIN_REGIONS, face_line_art, region_stats
+
+    for path in sorted(FACES.glob("*.jpg"))[2:8]:
+        share, regions = region_stats(segment(face_line_art(path, extractor)))
+        assert share <= MAX_SHARE and regions >= MIN_REGIONS, (path.name, share, regions)

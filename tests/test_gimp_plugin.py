@@ -1,10 +1,11 @@
 """The GIMP 3 plug-in (plugin_gimp/irodori/irodori.py) inside REAL GIMP 3.0 against a REAL backend.
 
 The plug-in is installed with `irodori plugin gimp --install` into the chroot's /root profile, so these
-tests cover the built package (irodori.py plus the shipped irodori_protocol.py). A tiny backend runs on
-the host's 127.0.0.1, which the chroot shares. All GIMP-side steps run in ONE gimp-console session (a
-start costs seconds); each test then checks its part of that session's report against what the same
-backend answers to the same request sent from here.
+tests cover the built package (irodori.py, its sibling modules and the irodori_protocol package the build
+copies in). A tiny backend runs on the host's 127.0.0.1, which the chroot shares. All GIMP-side steps run
+in ONE gimp-console session (a start costs seconds; the steps are tests/host_scripts/gimp_session.py); each
+test then checks its part of that session's report against what the same backend answers to the same
+request sent from here.
 
 Skipped without the chroot (sh tests/hosts/gimp.sh, as root); FAILED instead when IRODORI_REQUIRE_HOSTS=1.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ast
 import base64
 import io
+import json
 import os
 import shutil
 import signal
@@ -48,9 +50,17 @@ def test_plugin_source_is_a_gimp3_plugin_file():
     text = main.read_text()
     assert text.startswith("#!/usr/bin/env python3\n")
     assert os.access(main, os.X_OK), "plugin_gimp/irodori/irodori.py must be executable (chmod +x)"
-    ast.parse(text, feature_version=(3, 10))  # GIMP's bundled Pythons are older than the chroot's 3.13
-    assert not (PLUGIN_SRC / "irodori_protocol.py").exists(), \
-        "irodori_protocol.py is added by `irodori plugin gimp`; a copy in the repo would drift from backend/protocol.py"
+    link = PLUGIN_SRC / "irodori_protocol"
+    assert link.is_symlink() and link.resolve() == (ROOT / "backend" / "protocol").resolve(), \
+        "irodori_protocol must be the link to backend/protocol/: a copy in the repo would drift from it"
+    assert not (PLUGIN_SRC / "irodori_protocol.py").exists()
+    modules = {p.stem for p in PLUGIN_SRC.glob("*.py")}
+    allowed = set(sys.stdlib_module_names) | {"gi", "irodori_protocol"} | modules
+    for path in sorted(PLUGIN_SRC.glob("*.py")):
+        tree = ast.parse(path.read_text(), feature_version=(3, 10))  # GIMP's bundled Pythons are older than 3.13
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert imported <= allowed, f"{path.name} imports {imported - allowed}: GIMP's Python has no more"
     for name in ("python-fu-irodori-colorize", "python-fu-irodori-colorize-files",
                  "<Image>/Filters/Irodori", "Colorize from Reference"):
         assert name in text
@@ -109,187 +119,14 @@ REFERENCE = reference(40, 40, seed=2)
 BATCH_INPUTS = {"a.png": line_art(40, 56, seed=3), "b.png": line_art(32, 32, seed=4)}  # greyscale, white paper
 
 
-# Runs inside GIMP. RUN_DIR holds the files below; ENDPOINT/DEAD are filled in. Every step reports in R.
-SESSION = r'''
-import base64, traceback
-from gi.repository import Gimp, Gegl, Gio
-
-FMT = "R'G'B'A u8"
-pdb = Gimp.get_pdb()
-R = {}
-
-def pixels(drawable):
-    w, h = drawable.get_width(), drawable.get_height()
-    data = drawable.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, FMT, Gegl.AbyssPolicy.CLAMP)
-    return base64.b64encode(bytes(data)).decode()
-
-def layer_info(image):
-    out = []
-    for layer in image.get_layers():
-        _, x, y = layer.get_offsets()
-        out.append({"name": layer.get_name(), "size": [layer.get_width(), layer.get_height()], "offset": [x, y],
-                    "mode": layer.get_mode().value_nick})
-    return out
-
-def scene():
-    """Line art (RGBA, transparent) at OFFSET in an 80x60 image, a note layer above it, a base below it;
-    the reference is a layer of ANOTHER open image."""
-    img = Gimp.Image.new(80, 60, Gimp.ImageBaseType.RGB)
-    base = Gimp.Layer.new(img, "paper", 80, 60, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
-    img.insert_layer(base, None, 0)
-    lines = Gimp.Layer.new(img, "lines", W, H, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
-    img.insert_layer(lines, None, 0)
-    lines.set_offsets(OX, OY)
-    buf = lines.get_buffer()
-    buf.set(Gegl.Rectangle.new(0, 0, W, H), FMT, open("lineart.rgba", "rb").read())
-    buf.flush()
-    note = Gimp.Layer.new(img, "notes", 10, 10, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
-    img.insert_layer(note, None, 0)
-    ref_img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(RUN_DIR + "/reference.png"))
-    return img, lines, ref_img.get_layers()[0]
-
-def colorize(img, lines, **props):
-    proc = pdb.lookup_procedure("python-fu-irodori-colorize")
-    config = proc.create_config()
-    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
-    config.set_property("image", img)
-    config.set_core_object_array("drawables", [lines])
-    for name, value in props.items():
-        config.set_property(name.replace("_", "-"), value)
-    result = proc.run(config)
-    status = result.index(0)
-    out = {"status": status.value_nick}
-    if status != Gimp.PDBStatusType.SUCCESS:
-        out["message"] = pdb.get_last_error()
-    return out, result
-
-def step(name, fn):
-    try:
-        R[name] = fn()
-    except Exception:
-        R[name] = {"crash": traceback.format_exc()}
-
-def registered():
-    found = {}
-    for name in ("python-fu-irodori-colorize", "python-fu-irodori-colorize-files"):
-        proc = pdb.lookup_procedure(name)
-        found[name] = None if proc is None else {"args": [a.name for a in proc.get_arguments()],
-                                                 "menu": list(proc.get_menu_paths())}
-    return found
-
-def colour_layer(transport, source):
-    img, lines, ref = scene()
-    before = pixels(lines)
-    props = {"endpoint": ENDPOINT, "transport": transport, "reference_source": source}
-    if source == "layer":
-        props["reference_layer"] = ref
-    else:
-        props["reference_file"] = Gio.File.new_for_path(RUN_DIR + "/reference.png")
-    out, result = colorize(img, lines, **props)
-    out["layers"] = layer_info(img)
-    out["lineart_unchanged"] = pixels(lines) == before
-    new = [l for l in img.get_layers() if l.get_name() == "Irodori colour"]
-    if new:
-        out["colour"] = pixels(new[0])
-        out["returned_layer_is_new"] = result.index(1) is not None and result.index(1).get_id() == new[0].get_id()
-    return out
-
-def flattened():
-    img, lines, ref = scene()
-    out, result = colorize(img, lines, endpoint=ENDPOINT, reference_layer=ref, output="flattened")
-    out["layers"] = layer_info(img)
-    new_image = result.index(2)
-    if new_image is not None:
-        out["new_image"] = {"size": [new_image.get_width(), new_image.get_height()],
-                            "pixels": pixels(new_image.get_layers()[0])}
-    return out
-
-def no_backend(transport):
-    img, lines, ref = scene()
-    out, _ = colorize(img, lines, endpoint=DEAD, transport=transport, reference_layer=ref, timeout=5.0)
-    out["layers"] = layer_info(img)
-    return out
-
-def big_reference():
-    """Over the 4096*4096 reference limit: the plug-in scales a copy down instead of failing."""
-    img, lines, _ = scene()
-    big = Gimp.Image.new(4200, 4000, Gimp.ImageBaseType.RGB)
-    ref = Gimp.Layer.new(big, "big", 4200, 4000, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
-    big.insert_layer(ref, None, 0)
-    ref.fill(Gimp.FillType.WHITE)
-    out, _ = colorize(img, lines, endpoint=ENDPOINT, reference_layer=ref)
-    out["layers"] = layer_info(img)
-    out["reference_size"] = [ref.get_width(), ref.get_height()]
-    return out
-
-def no_reference():
-    img, lines, _ = scene()
-    out, _ = colorize(img, lines, endpoint=ENDPOINT)
-    out["layers"] = layer_info(img)
-    return out
-
-def grey_image():
-    img, lines, ref = scene()
-    img.convert_grayscale()
-    out, _ = colorize(img, lines, endpoint=ENDPOINT, reference_layer=ref)
-    out["layers"] = layer_info(img)
-    return out
-
-def batch(out_dir, **props):
-    proc = pdb.lookup_procedure("python-fu-irodori-colorize-files")
-    config = proc.create_config()
-    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
-    config.set_property("reference-file", Gio.File.new_for_path(RUN_DIR + "/reference.png"))
-    config.set_property("output-folder", Gio.File.new_for_path(RUN_DIR + "/" + out_dir))
-    config.set_property("endpoint", ENDPOINT)
-    for name, value in props.items():
-        config.set_property(name.replace("_", "-"), value)
-    result = proc.run(config)
-    status = result.index(0)
-    out = {"status": status.value_nick, "outputs": {}}
-    if status == Gimp.PDBStatusType.SUCCESS:
-        out["written"] = result.index(1)
-    else:
-        out["message"] = pdb.get_last_error()
-    names = os.listdir(RUN_DIR + "/" + out_dir) if os.path.isdir(RUN_DIR + "/" + out_dir) else []
-    for name in sorted(names):
-        path = RUN_DIR + "/" + out_dir + "/" + name
-        if name.endswith(".xcf"):
-            image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(path))
-            out["outputs"][name] = layer_info(image)
-        else:
-            out["outputs"][name] = base64.b64encode(open(path, "rb").read()).decode()
-    return out
-
-import os
-os.makedirs(RUN_DIR + "/in", exist_ok=True)
-for name in os.listdir(RUN_DIR):
-    if name.startswith("in_"):
-        os.rename(RUN_DIR + "/" + name, RUN_DIR + "/in/" + name[3:])
-step("registered", registered)
-step("pyzmq", lambda: colour_layer("pyzmq", "layer"))
-step("zmtp", lambda: colour_layer("zmtp", "file"))
-step("flattened", flattened)
-step("dead_pyzmq", lambda: no_backend("pyzmq"))
-step("dead_zmtp", lambda: no_backend("zmtp"))
-step("grey", grey_image)
-step("big_reference", big_reference)
-step("no_reference", no_reference)
-step("batch", lambda: batch("out", input_folder=Gio.File.new_for_path(RUN_DIR + "/in")))
-step("batch_xcf", lambda: batch("out_xcf", input_files=[RUN_DIR + "/in/a.png", RUN_DIR + "/broken.png"],
-                                output="flats", file_type="xcf"))
-emit(R)
-'''
-
-
 @pytest.fixture(scope="module")
 def session(installed_plugin, backend) -> dict:
     files = {"lineart.rgba": LINEART.tobytes(), "reference.png": png_bytes(REFERENCE),
              "broken.png": b"\x89PNG\r\n\x1a\n not really a PNG"}
     files.update({f"in_{name}": png_bytes(img) for name, img in BATCH_INPUTS.items()})
-    script = (f"ENDPOINT = {backend!r}\nDEAD = 'tcp://127.0.0.1:{free_port()}'\n"
-              f"W, H, OX, OY = {W}, {H}, {OFFSET[0]}, {OFFSET[1]}\n") + SESSION
-    return hostlib.run_gimp(script, files, timeout=150)
+    files["params.json"] = json.dumps({"endpoint": backend, "dead": f"tcp://127.0.0.1:{free_port()}",
+                                       "w": W, "h": H, "ox": OFFSET[0], "oy": OFFSET[1]}).encode()
+    return hostlib.run_gimp((hostlib.HOST_SCRIPTS / "gimp_session.py").read_text(), files, timeout=150)
 
 
 def expected(endpoint: str, lineart: np.ndarray, output: str = "color") -> np.ndarray:
@@ -310,15 +147,34 @@ def ok(report: dict) -> dict:
     return report
 
 
+def refused(report: dict, *phrases: str) -> None:
+    """The run failed with a message holding every phrase, and the image kept exactly its layers."""
+    ok(report)
+    assert report["status"] == "execution-error"
+    for phrase in phrases:
+        assert phrase in report["message"], report["message"]
+    assert [layer["name"] for layer in report["layers"]] == ["notes", "lines", "paper"]
+
+
 # ----------------------------------------------------------------------------------------------------------
 # in GIMP
 
 
+def package_files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` by relative path (caches left out; links followed)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
+
+
 @pytest.mark.gimp
-def test_installed_package_holds_the_protocol_module(installed_plugin):
+def test_installed_package_holds_the_protocol_package(installed_plugin):
     assert os.access(installed_plugin / "irodori.py", os.X_OK)
-    assert (installed_plugin / "irodori.py").read_bytes() == (PLUGIN_SRC / "irodori.py").read_bytes()
-    assert (installed_plugin / "irodori_protocol.py").read_bytes() == (ROOT / "backend/protocol.py").read_bytes()
+    shipped = sorted(p.name for p in installed_plugin.iterdir() if p.name != "__pycache__")
+    assert shipped == sorted(p.name for p in PLUGIN_SRC.iterdir() if p.name != "__pycache__")
+    for module in PLUGIN_SRC.glob("*.py"):  # irodori.py and the modules next to it, as they are in the source
+        assert (installed_plugin / module.name).read_bytes() == module.read_bytes(), module.name
+    assert not (installed_plugin / "irodori_protocol").is_symlink()
+    assert package_files(installed_plugin / "irodori_protocol") == package_files(ROOT / "backend" / "protocol")
 
 
 @pytest.mark.gimp
@@ -365,26 +221,17 @@ def test_flattened_output_is_a_new_image(session, backend):
 @pytest.mark.parametrize("transport", ["pyzmq", "zmtp"])
 @pytest.mark.gimp
 def test_no_backend_is_an_error_that_says_what_to_do(session, transport):
-    report = ok(session[f"dead_{transport}"])
-    assert report["status"] == "execution-error"
-    assert "irodori serve" in report["message"] and "tcp://127.0.0.1:" in report["message"]
-    assert [layer["name"] for layer in report["layers"]] == ["notes", "lines", "paper"]
+    refused(session[f"dead_{transport}"], "irodori serve", "tcp://127.0.0.1:")
 
 
 @pytest.mark.gimp
 def test_greyscale_image_is_refused_with_a_fix(session):
-    report = ok(session["grey"])
-    assert report["status"] == "execution-error"
-    assert "Image > Mode > RGB" in report["message"]
-    assert [layer["name"] for layer in report["layers"]] == ["notes", "lines", "paper"]
+    refused(session["grey"], "Image > Mode > RGB")
 
 
 @pytest.mark.gimp
 def test_missing_reference_is_refused_with_a_fix(session):
-    report = ok(session["no_reference"])
-    assert report["status"] == "execution-error"
-    assert "choose a layer of an open image or a picture file" in report["message"]
-    assert [layer["name"] for layer in report["layers"]] == ["notes", "lines", "paper"]
+    refused(session["no_reference"], "choose a layer of an open image or a picture file")
 
 
 @pytest.mark.gimp
@@ -411,7 +258,6 @@ def test_batch_writes_one_coloured_file_per_input(session, backend):
         assert (out[ink] == 0).all()
 
 
-
 @pytest.mark.gimp
 def test_batch_keeps_going_past_a_bad_file_and_says_which(session):
     """Input files given as a list; flats as a layer under the line art, kept as layers in XCF."""
@@ -428,21 +274,6 @@ def test_batch_keeps_going_past_a_bad_file_and_says_which(session):
 # ----------------------------------------------------------------------------------------------------------
 # the interactive dialog: the full GIMP app under Xvfb (its X socket bind-mounted into the chroot)
 
-DIALOG_SCRIPT = r'''
-from gi.repository import Gimp
-img = Gimp.Image.new(64, 48, Gimp.ImageBaseType.RGB)
-lines = Gimp.Layer.new(img, "lines", 64, 48, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
-img.insert_layer(lines, None, 0)
-Gimp.Display.new(img)
-proc = Gimp.get_pdb().lookup_procedure("python-fu-irodori-colorize")
-config = proc.create_config()
-config.set_property("run-mode", Gimp.RunMode.INTERACTIVE)
-config.set_property("image", img)
-config.set_core_object_array("drawables", [lines])
-proc.run(config)  # blocks in the dialog until the test kills GIMP
-'''
-
-
 def x_window_titles(display: str) -> list[str]:
     out = subprocess.run(["xwininfo", "-root", "-tree"], env={**os.environ, "DISPLAY": display},
                          capture_output=True, text=True, timeout=30)
@@ -456,7 +287,7 @@ def test_interactive_run_shows_the_procedure_dialog(installed_plugin, tmp_path):
     root = hostlib.gimp_chroot()
     run_dir = Path(tempfile.mkdtemp(prefix="irodori-gimp-ui-", dir=root / "tmp"))
     try:
-        (run_dir / "dialog.py").write_text(DIALOG_SCRIPT)
+        shutil.copy(hostlib.HOST_SCRIPTS / "gimp_dialog.py", run_dir / "dialog.py")
         inner = f"/tmp/{run_dir.name}/dialog.py"
         with hostlib.Xvfb((1024, 768)) as xvfb:
             inside = ["env", "-i", "HOME=/root", f"DISPLAY={xvfb.display}", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",

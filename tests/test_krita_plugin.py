@@ -5,6 +5,10 @@ from a fresh profile after Krita's own "Import Python Plugin from File..." code 
 then colours through the docker's button (worker thread) and is photographed.
 Skipped without Krita, FAILED without it when IRODORI_REQUIRE_HOSTS=1 (CI). Install: sh tests/hosts/krita.sh
 
+The code that runs inside Krita is in tests/host_scripts/: krita_checks.py (kritarunner), krita_import.py
+(Krita's plugin importer) and krita_docker.py (the full app); each emits what it found and the tests here
+assert on it.
+
 IRODORI_KRITA_SCREENSHOT=docs/krita-docker.png also writes the docker screenshot there (docs/krita.md);
 IRODORI_KRITA_CHECKPOINT=DIR serves that model instead of the tiny untrained one (nicer screenshot).
 """
@@ -14,7 +18,6 @@ import base64
 import io
 import os
 import shutil
-import textwrap
 import zipfile
 from pathlib import Path
 
@@ -131,173 +134,15 @@ def backend(checkpoint):
 
 @pytest.fixture(scope="module")
 def plugin_dir(tmp_path_factory) -> Path:
-    """The BUILT plugin in a pykrita-style folder (irodori.desktop + irodori/ with protocol.py)."""
+    """The BUILT plugin in a pykrita-style folder (irodori.desktop + irodori/ holding a copy of the protocol)."""
     return plugins.install(plugins.PLUGINS["krita"], tmp_path_factory.mktemp("pykrita"))
 
 
 # ---------------------------------------------------------------------------------------------- kritarunner
-SCRIPT = r'''
-import base64, hashlib, json, os, sys, time
-sys.path.insert(0, os.environ["IRODORI_PLUGIN_DIR"])
-from krita import Krita
-from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import QApplication, QDialog, QLabel
-from irodori_emit import emit
-import irodori
-
-DIALOGS = []
-
-def close_dialogs():  # a modal dialog would hang kritarunner: record its text (the test fails on it) and close it
-    for w in QApplication.topLevelWidgets():
-        if w.isVisible() and isinstance(w, QDialog):
-            DIALOGS.append([label.text() for label in w.findChildren(QLabel)])
-            w.reject()
-
-dialog_timer = QTimer()
-dialog_timer.timeout.connect(close_dialogs)
-dialog_timer.start(500)
-
-W, H = int(os.environ["IRODORI_W"]), int(os.environ["IRODORI_H"])
-DATA = os.environ["IRODORI_DATA"]
-EP, DEAD = os.environ["IRODORI_ENDPOINT"], os.environ["IRODORI_DEAD_ENDPOINT"]
-
-def raw(name):
-    with open(os.path.join(DATA, name), "rb") as f:
-        return f.read()
-
-def names(parent):
-    return [n.name() for n in parent.childNodes()]
-
-def digest(node):
-    return hashlib.sha256(bytes(node.pixelData(0, 0, W, H))).hexdigest()
-
-def new_doc(depth="U8"):
-    doc = Krita.instance().createDocument(W, H, "t", "RGBA", depth, "", 72.0)
-    root = doc.rootNode()
-    ref = doc.createNode("reference", "paintlayer")
-    root.addChildNode(ref, None)
-    line = doc.createNode("lines", "paintlayer")
-    root.addChildNode(line, None)
-    if depth == "U8":
-        ref.setPixelData(raw("reference.bgra"), 0, 0, W, H)
-        line.setPixelData(raw("lines.bgra"), 0, 0, W, H)
-    doc.setActiveNode(line)
-    return doc, root, ref, line
-
-def attempt(fn):
-    t = time.monotonic()
-    try:
-        fn()
-        return {"error": None, "seconds": time.monotonic() - t}
-    except Exception as exc:
-        return {"error": type(exc).__name__, "code": getattr(exc, "code", None), "message": str(exc),
-                "seconds": time.monotonic() - t}
-
-def main(args=None):
-    out = {"plugin_file": irodori.__file__, "has_protocol": os.path.isfile(
-        os.path.join(os.path.dirname(irodori.__file__), "protocol.py"))}
-
-    # 1. one layer: the colour goes directly under the line art; the line art stays byte-identical
-    doc, root, ref, line = new_doc()
-    before, uid = digest(line), line.uniqueId().toString()
-    node = irodori.colorize_layer(doc, line, ref, endpoint=EP, timeout=60)
-    b = node.bounds()
-    out["basic"] = {"stack": names(root), "name": node.name(), "bounds": [b.x(), b.y(), b.width(), b.height()],
-                    "pixels": base64.b64encode(bytes(node.pixelData(0, 0, W, H))).decode(),
-                    "line_same": digest(line) == before,
-                    "line_uid_same": root.childNodes()[-1].uniqueId().toString() == uid,
-                    "transport": irodori.protocol.Client(EP).transport}
-
-    # 2. the built-in ZMTP client (Krita builds without pyzmq) gives the same layer
-    os.environ["IRODORI_TRANSPORT"] = "zmtp"
-    node2 = irodori.colorize_layer(doc, line, ref, endpoint=EP, timeout=60)
-    out["zmtp"] = {"same": bytes(node2.pixelData(0, 0, W, H)) == bytes(node.pixelData(0, 0, W, H)),
-                   "transport": irodori.protocol.Client(EP).transport, "stack": names(root)}
-    del os.environ["IRODORI_TRANSPORT"]
-
-    # 3. line art at the BOTTOM of a group: the colour still ends up directly under it
-    doc, root, ref, line = new_doc()
-    group = doc.createGroupLayer("inks")
-    root.addChildNode(group, None)
-    inner = line.duplicate()
-    inner.setName("group lines")
-    group.addChildNode(inner, None)
-    notes = doc.createNode("notes", "paintlayer")
-    group.addChildNode(notes, None)
-    before, uid = digest(inner), inner.uniqueId().toString()
-    irodori.colorize_layer(doc, inner, ref, endpoint=EP, timeout=60)
-    moved = [n for n in group.childNodes() if n.uniqueId().toString() == uid]
-    out["bottom"] = {"stack": names(group), "line_same": digest(moved[0]) == before if moved else False}
-
-    # 4. other outputs and references: flattened goes ABOVE, flats under; file, bytes, another document
-    other = Krita.instance().createDocument(W, H, "refdoc", "RGBA", "U8", "", 72.0)
-    other.rootNode().childNodes()[0].setPixelData(raw("reference.bgra"), 0, 0, W, H)
-    doc, root, ref, line = new_doc()
-    irodori.colorize_layer(doc, line, ref, endpoint=EP, output="flattened", timeout=60)
-    irodori.colorize_layer(doc, line, os.path.join(DATA, "reference.png"), endpoint=EP, output="flats", timeout=60)
-    irodori.colorize_layer(doc, line, raw("reference.png"), endpoint=EP, timeout=60, resolution=64)
-    irodori.colorize_layer(doc, line, other, endpoint=EP, timeout=60)
-    out["variants"] = {"stack": names(root)}
-
-    # 5. batch: every selected layer with one reference, each colour under its own line art
-    doc, root, ref, line = new_doc()
-    line2 = line.duplicate()
-    line2.setName("lines 2")
-    root.addChildNode(line2, line)
-    made = irodori.colorize_selected(ref, document=doc, nodes=[line, line2, ref], endpoint=EP, timeout=60)
-    out["batch"] = {"stack": names(root), "made": [n.name() for n in made]}
-
-    # 6. errors: no layer is added, and the message says what to do
-    doc, root, ref, line = new_doc()
-    n0 = names(root)
-    out["dead"] = attempt(lambda: irodori.colorize_layer(doc, line, ref, endpoint=DEAD, timeout=8))
-    out["dead"]["stack_same"] = names(root) == n0
-    empty = doc.createNode("empty", "paintlayer")
-    root.addChildNode(empty, None)
-    n1 = names(root)
-    out["empty"] = attempt(lambda: irodori.colorize_layer(doc, empty, ref, endpoint=EP, timeout=60))
-    out["empty"]["stack_same"] = names(root) == n1
-    doc16, root16, ref16, line16 = new_doc("U16")
-    n2 = names(root16)
-    out["u16"] = attempt(lambda: irodori.colorize_layer(doc16, line16, ref, endpoint=EP, timeout=60))
-    out["u16"]["stack_same"] = names(root16) == n2
-    out["not_animated"] = attempt(lambda: irodori.colorize_keyframes(doc, line, ref, endpoint=EP))
-
-    # 7. an animated line-art layer (a .kra, keyframes at 0, 2 and 5): ONE animated colour layer under it,
-    #    or, when asked, one layer per keyframe
-    anim = Krita.instance().openDocument(os.path.join(DATA, "anim.kra"))
-    root = anim.rootNode()
-    line = root.childNodes()[0]
-    ref = anim.createNode("reference", "paintlayer")
-    root.addChildNode(ref, None)
-    ref.setPixelData(raw("reference.bgra"), 0, 0, W, H)
-    anim.setCurrentTime(3)
-    anim.waitForDone()
-    before = [hashlib.sha256(bytes(line.pixelDataAtTime(0, 0, W, H, t))).hexdigest() for t in (0, 2, 5)]
-    node = irodori.colorize_keyframes(anim, line, ref, endpoint=EP, timeout=60)
-    group = irodori.colorize_keyframes(anim, line, ref, endpoint=EP, timeout=60, as_animation=False)
-    frames = [bytes(node.pixelDataAtTime(0, 0, W, H, t)) for t in (0, 2, 5)]
-    out["anim"] = {
-        "line_keys": [t for t in range(12) if line.hasKeyframeAtTime(t)],
-        "stack": names(root), "animated": node.animated(),
-        "keys": [t for t in range(12) if node.hasKeyframeAtTime(t)],
-        "frames": [base64.b64encode(f).decode() for f in frames],
-        "group": [(c.name(), c.visible()) for c in group.childNodes()],
-        "group_same": [bytes(c.pixelData(0, 0, W, H)) for c in group.childNodes()] == frames,
-        "time": anim.currentTime(),
-        "line_same": before == [hashlib.sha256(bytes(line.pixelDataAtTime(0, 0, W, H, t))).hexdigest()
-                                for t in (0, 2, 5)],
-    }
-    out["dialogs"] = DIALOGS
-    emit(out)
-'''
-
-
 @pytest.fixture(scope="module")
 def runner_results(backend, plugin_dir, tmp_path_factory):
     """One kritarunner session runs every scripted scenario (Krita starts once: the file stays fast)."""
-    tmp = tmp_path_factory.mktemp("krita-script")
-    (tmp / "irodori_krita_checks.py").write_text(SCRIPT)
+    tmp = tmp_path_factory.mktemp("krita-data")
     (tmp / "lines.bgra").write_bytes(bgra_lines(W, H).tobytes())
     ref = bgra_reference(W, H)
     (tmp / "reference.bgra").write_bytes(ref.tobytes())
@@ -307,13 +152,14 @@ def runner_results(backend, plugin_dir, tmp_path_factory):
     env = {"IRODORI_PLUGIN_DIR": str(plugin_dir), "IRODORI_DATA": str(tmp), "IRODORI_W": str(W),
            "IRODORI_H": str(H), "IRODORI_ENDPOINT": backend,
            "IRODORI_DEAD_ENDPOINT": f"tcp://127.0.0.1:{free_port()}"}
-    run = hostlib.run_krita(tmp, "irodori_krita_checks", "main", env=env, timeout=150)
+    run = hostlib.run_krita(hostlib.HOST_SCRIPTS, "krita_checks", "main", env=env, timeout=150)
     return run.result
 
 
 def test_colour_layer_goes_directly_under_the_line_art(runner_results, plugin_dir, backend):
     r = runner_results
     assert r["plugin_file"].startswith(str(plugin_dir)) and r["has_protocol"]
+    assert r["protocol_file"].startswith(str(plugin_dir)), "the plugin's own copy of the protocol package"
     basic = r["basic"]
     assert basic["stack"] == ["Background", "reference", "Irodori colour (reference)", "lines"]
     assert basic["bounds"] == [0, 0, W, H]
@@ -382,125 +228,6 @@ def test_errors_are_clear_and_add_no_layer(runner_results):
 
 
 # ---------------------------------------------------------------------------------------------- the full app
-GUI_STARTUP = r'''
-import base64, hashlib, json, os, sys, time
-from krita import Krita
-from PyQt5.QtWidgets import QApplication
-
-k = Krita.instance()
-win = k.activeWindow()
-data = os.environ["IRODORI_DATA"]
-EP = os.environ["IRODORI_ENDPOINT"]
-
-def step(name):  # the last step reached, for the test's message if Krita crashes
-    with open(os.path.join(data, "steps.txt"), "a") as f:
-        f.write(name + "\n")
-
-slot_errors = []
-
-def log_exception(*exc_info):  # instead of Krita's modal error dialog, which would hang this test
-    import traceback
-    slot_errors.append("".join(traceback.format_exception(*exc_info)))
-    step("EXCEPTION " + slot_errors[-1])
-
-sys.excepthook = log_exception
-out = {"loaded": "irodori" in sys.modules, "slot_errors": slot_errors}
-import irodori
-out["plugin_file"] = irodori.__file__
-dockers = [d for d in k.dockers() if d.objectName() == "irodori_docker"]
-out["docker_found"] = len(dockers)
-
-def raw(name):
-    with open(os.path.join(data, name), "rb") as f:
-        return f.read()
-
-# --- the docker: colour a character through the button; the network runs on the worker thread
-step("docker")
-S = int(os.environ["IRODORI_SIZE"])
-doc = k.createDocument(S, S, "character", "RGBA", "U8", "", 72.0)
-root = doc.rootNode()
-ref = doc.createNode("reference", "paintlayer")
-root.addChildNode(ref, None)
-ref.setPixelData(raw("character_ref.bgra"), 0, 0, S, S)
-ref.setVisible(False)
-lines = doc.createNode("line art", "paintlayer")
-root.addChildNode(lines, None)
-lines.setPixelData(raw("character_lines.bgra"), 0, 0, S, S)
-win.addView(doc)
-doc.setActiveNode(lines)
-doc.refreshProjection()
-QApplication.processEvents()
-for other in k.dockers():  # room for the docker in the screenshot: keep only the Layers docker beside it
-    if other.objectName() not in ("KisLayerBox", "irodori_docker", "ToolBox"):
-        other.hide()
-docker = dockers[0]
-docker.show()
-docker.raise_()
-docker.refresh_layers()
-docker.kind_combo.setCurrentIndex(docker.kind_combo.findData("layer"))
-docker.ref_layer_combo.setCurrentIndex(docker.ref_layer_combo.findData(ref.uniqueId().toString()))
-docker.update_thumbnail()
-# first with nothing listening: a plain-words error in the docker, the offer to start a backend, no layer
-docker.endpoint_edit.setText(os.environ["IRODORI_DEAD_ENDPOINT"])
-docker._settings_changed()
-docker.colorize_button.click()
-deadline = time.monotonic() + 30
-while docker.worker is not None and time.monotonic() < deadline:
-    QApplication.processEvents()
-    time.sleep(0.01)
-out["dead"] = {"message": docker.message.text(), "start_offered": docker.start_button.isVisibleTo(docker),
-               "stack": [n.name() for n in root.childNodes()]}
-# a slow backend (5 s): Cancel stops waiting at once, and its late answer adds nothing
-docker.endpoint_edit.setText(os.environ["IRODORI_SLOW_ENDPOINT"])
-docker._settings_changed()
-docker.colorize_button.click()
-t0 = time.monotonic()
-while time.monotonic() - t0 < 0.5:
-    QApplication.processEvents()
-    time.sleep(0.01)
-docker.cancel_button.click()
-while docker.worker is not None and time.monotonic() - t0 < 30:
-    QApplication.processEvents()
-    time.sleep(0.01)
-cancelled_after = time.monotonic() - t0
-while time.monotonic() - t0 < 6:  # past the backend's answer
-    QApplication.processEvents()
-    time.sleep(0.01)
-out["cancel"] = {"message": docker.message.text(), "seconds": cancelled_after,
-                 "stack": [n.name() for n in root.childNodes()]}
-docker.endpoint_edit.setText(EP)
-docker._settings_changed()
-step("click")
-docker.colorize_button.click()
-out["worker_started"] = docker.worker is not None and docker.worker.isRunning()
-ticks, deadline = 0, time.monotonic() + 90
-while docker.worker is not None and time.monotonic() < deadline:
-    QApplication.processEvents()   # Krita's UI thread keeps running while the backend works
-    ticks += 1
-    time.sleep(0.01)
-step("check")
-docker.check_backend()
-deadline = time.monotonic() + 10
-while docker.checker.isRunning() and time.monotonic() < deadline:
-    QApplication.processEvents()
-    time.sleep(0.01)
-QApplication.processEvents()
-canvas = win.activeView().canvas()  # fit the picture into the canvas, which shrank when dockers changed
-canvas.setZoomLevel(canvas.zoomLevel() * 0.62)
-deadline = time.monotonic() + 1
-while time.monotonic() < deadline:
-    QApplication.processEvents()
-    time.sleep(0.01)
-g = docker.geometry()
-top_left = docker.mapToGlobal(docker.rect().topLeft())
-out["docker"] = {"message": docker.message.text(), "status": docker.status_label.text(), "ui_ticks": ticks,
-                 "stack": [n.name() for n in root.childNodes()], "visible": docker.isVisible(),
-                 "rect": [top_left.x(), top_left.y(), g.width(), g.height()],
-                 "saved_endpoint": k.readSetting("irodori", "endpoint", "")}
-emit(out)
-'''
-
-
 def character_pictures(size: int):
     """Line art of one synthetic character (ink on transparent) and a picture of another one as reference."""
     from training import synth
@@ -530,16 +257,9 @@ def _real_app_checks(backend: str, slow: Process, slow_endpoint: str, tmp_path: 
     zip_path = plugins.build_zip(plugins.PLUGINS["krita"], tmp_path / "zip")
     resources = tmp_path / "resources"
     resources.mkdir()
-    importer = tmp_path / "importer"
-    importer.mkdir()
-    (importer / "irodori_import.py").write_text(textwrap.dedent(f'''
-        from plugin_importer.plugin_importer import PluginImporter
-        from irodori_emit import emit
-        def main(args=None):
-            done = PluginImporter({str(zip_path)!r}, {str(resources)!r}, lambda plugin: True).import_all()
-            emit([p["name"] for p in done])
-    '''))
-    assert hostlib.run_krita(importer, "irodori_import", "main", timeout=60).result == ["irodori"]
+    imported = hostlib.run_krita(hostlib.HOST_SCRIPTS, "krita_import", "main", timeout=60,
+                                 env={"IRODORI_ZIP": str(zip_path), "IRODORI_RESOURCES": str(resources)})
+    assert imported.result == ["irodori"]
     pykrita = resources / "pykrita"
     assert sorted(p.name for p in pykrita.iterdir()) == ["irodori", "irodori.desktop"]
 
@@ -553,7 +273,8 @@ def _real_app_checks(backend: str, slow: Process, slow_endpoint: str, tmp_path: 
     shot = tmp_path / "krita-docker.png"
     wait_until_serving(slow_endpoint, slow)
     try:
-        run = hostlib.run_krita_gui([pykrita], startup=GUI_STARTUP, screenshot=shot, delay=2.0, timeout=170,
+        run = hostlib.run_krita_gui([pykrita], startup=(hostlib.HOST_SCRIPTS / "krita_docker.py").read_text(),
+                                    screenshot=shot, delay=2.0, timeout=170,
                                     env={"IRODORI_DATA": str(data), "IRODORI_ENDPOINT": backend,
                                          "IRODORI_SIZE": str(size),
                                          "IRODORI_DEAD_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",

@@ -1,12 +1,13 @@
-"""The Krita plugin's pure parts, outside Krita: pixel layouts, layer placement, settings, keyframes,
-error texts, backend start-up, and `irodori plugin` (build, zip, install) for Krita and GIMP.
+"""The Krita plugin's pure parts, outside Krita: pixel layouts, layer placement, settings, what it reads from
+`info`, keyframes, error texts, backend start-up, and `irodori plugin` (build, zip, install) for Krita and GIMP.
 
-Like the Krita tests, these import the BUILT plugin (backend/protocol.py is copied in at build time).
+Like the Krita tests, these import the BUILT plugin (the build copies backend/protocol/ in where the source
+tree links to it).
 """
 from __future__ import annotations
 
 import ast
-import hashlib
+import dataclasses
 import importlib
 import os
 import shutil
@@ -36,7 +37,8 @@ def plug(tmp_path_factory):
         for name in [m for m in sys.modules if m == "irodori" or m.startswith("irodori.")]:
             del sys.modules[name]
         mods = {name: importlib.import_module(f"irodori.{name}")
-                for name in ("pixels", "layers", "settings", "errors", "timeline", "backend_process", "protocol")}
+                for name in ("pixels", "layers", "settings", "server_facts", "errors", "timeline", "backend_process",
+                             "protocol")}
         yield type("Plugin", (), mods)
     finally:
         sys.path.remove(str(dest))
@@ -181,6 +183,34 @@ def test_settings_defaults_and_bad_values(plug):
     assert s.DEFAULT_ENDPOINT == plug.protocol.DEFAULT_ENDPOINT == P.DEFAULT_ENDPOINT
 
 
+def test_offered_outputs_are_the_protocols_and_each_has_a_layer_label(plug):
+    choices = plug.settings.OUTPUT_CHOICES
+    assert choices == ("color", "flattened", "flats") and set(choices) <= set(P.OUTPUTS)
+    assert set(plug.pixels.OUTPUT_LABELS) == set(choices)
+    assert plug.pixels.LAYOUT_CHANNELS == P.LAYOUT_CHANNELS
+
+
+# ------------------------------------------------------------------------------------------ what `info` tells
+def test_server_facts_from_info(plug):
+    f = plug.server_facts
+    default = f.ServerFacts()
+    assert default.reference_side() == f.REFERENCE_SEND_SIDE == 1024  # the protocol's default limits allow it
+    assert default.max_reference_file_bytes() == f.MAX_REFERENCE_FILE_BYTES == 64 * 2**20
+    info = {"limits": {"max_side": 16384, "max_pixels": 8192 * 8192, "max_reference_pixels": 4096 * 4096,
+                       "max_encoded_bytes": 256 * 2**20, "max_message_bytes": 1, "max_header_bytes": 2},
+            "model": {"config": {"reference_size": 224}}}
+    facts = f.ServerFacts.from_info(info)
+    assert facts.reference_size == 224 and dataclasses.astuple(facts.limits) == dataclasses.astuple(P.DEFAULT_LIMITS)
+    assert facts.reference_side() == 1024  # a 224 px model: the transfer policy decides
+    info["model"]["config"]["reference_size"] = 2048
+    assert f.ServerFacts.from_info(info).reference_side() == 2048  # a model that uses more gets more
+    info["limits"].update(max_reference_pixels=600 * 600, max_encoded_bytes=2**20)
+    small = f.ServerFacts.from_info(info)
+    assert small.reference_side() == 600 and small.max_reference_file_bytes() == 2**20  # the backend's limits rule
+    for bad in (None, {}, {"limits": {"max_side": "x"}, "model": {"config": {"reference_size": True}}}):
+        assert f.ServerFacts.from_info(bad) == default
+
+
 # ------------------------------------------------------------------------------------------ errors, keyframes
 def test_friendly_errors_say_what_to_do(plug):
     e = plug.errors
@@ -212,8 +242,9 @@ def test_shown_keyframe(plug):
 # ------------------------------------------------------------------------------------------ backend start-up
 def test_backend_command_and_python_lookup(plug, tmp_path):
     b = plug.backend_process
-    assert b.is_local_endpoint("tcp://127.0.0.1:5717") and b.is_local_endpoint("tcp://localhost:1")
-    assert not b.is_local_endpoint("tcp://10.0.0.2:5717") and not b.is_local_endpoint("tcp://127.0.0.1:x")
+    local = plug.protocol.is_local_endpoint  # the one rule, which the plugin asks (next test)
+    assert local("tcp://127.0.0.1:5717") and local("tcp://localhost:1")
+    assert not local("tcp://10.0.0.2:5717") and not local("tcp://127.0.0.1:x")
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").write_text("")
@@ -231,6 +262,16 @@ def test_backend_command_and_python_lookup(plug, tmp_path):
     assert env == {"PATH": "/bin"}
     with pytest.raises(ValueError, match="Only a backend on this computer"):
         b.BackendProcess().start(sys.executable, "tcp://10.1.2.3:5717")
+
+
+def test_backend_start_asks_the_protocols_local_endpoint_rule(plug, monkeypatch):
+    """Whether Krita may start a backend is decided by protocol.is_local_endpoint, not by a rule of its own."""
+    assert not hasattr(plug.backend_process, "is_local_endpoint") and not hasattr(plug.backend_process, "LOCAL_HOSTS")
+    asked = []
+    monkeypatch.setattr(plug.protocol, "is_local_endpoint", lambda endpoint: asked.append(endpoint) or False)
+    with pytest.raises(ValueError, match="Only a backend on this computer"):
+        plug.backend_process.BackendProcess().start(sys.executable, "tcp://127.0.0.1:5717")
+    assert asked == ["tcp://127.0.0.1:5717"]
 
 
 def test_backend_process_starts_and_stops_a_real_server(plug, tiny_checkpoint, tmp_path):
@@ -253,11 +294,16 @@ def test_backend_process_starts_and_stops_a_real_server(plug, tiny_checkpoint, t
                 except P.BackendUnavailable:
                     assert time.monotonic() < deadline, proc.log_tail(2000)
                     time.sleep(0.5)
+            info = client.info()
         child = proc.proc
     finally:
         proc.stop(grace=20)
     assert child.poll() is not None and not proc.running()
     assert "serve --bind " + endpoint in Path(proc.log_path).read_text()
+    # what the plugin reads from a real server's `info`: its limits and its model's reference size
+    facts = plug.server_facts.ServerFacts.from_info(info)
+    assert dataclasses.astuple(facts.limits) == dataclasses.astuple(P.Limits.from_info(info["limits"]))
+    assert facts.reference_size == info["model"]["config"]["reference_size"] > 0
 
 
 # ------------------------------------------------------------------------------------------ plugin source rules
@@ -285,6 +331,21 @@ def test_plugin_needs_nothing_compiled_inside_krita():
         top = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
         top |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom) and n.level == 0}
         assert top <= set(sys.stdlib_module_names), (path.name, top - set(sys.stdlib_module_names))
+
+
+def test_plugins_decide_no_shared_fact_themselves():
+    """One source per fact: both plugins take the local-endpoint rule and the default endpoint from the
+    protocol package instead of writing their own."""
+    sources = sorted((ROOT / "plugin_krita" / "irodori").glob("*.py")) + \
+        sorted((ROOT / "plugin_gimp" / "irodori").glob("*.py"))
+    for path in sources:
+        tree = ast.parse(path.read_text())
+        functions = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        assigned = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets
+                    if isinstance(t, ast.Name)}
+        strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        assert "is_local_endpoint" not in functions and "LOCAL_HOSTS" not in assigned, path.name
+        assert P.DEFAULT_ENDPOINT not in strings, f"{path.name} restates the default endpoint"
 
 
 # ------------------------------------------------------------------------------------------ irodori plugin

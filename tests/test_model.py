@@ -9,7 +9,8 @@ from safetensors.torch import load_file, save_file
 
 from backend.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from backend.model.config import ModelConfig, apply_overrides, from_dict, to_dict
-from backend.model.networks import Generator, StyleEncoder, normalize_style, shared_style_encoder, style_target
+from backend.model.networks import (Generator, StyleEncoder, normalize_style, shared_style_encoder, style_target,
+                                    weights_sha256)
 from helpers import TINY, make_tiny_checkpoint
 
 
@@ -66,6 +67,18 @@ def test_gradients_reach_every_parameter_and_vgg_stays_frozen():
     opt.step()
     for k, v in enc.state_dict().items():
         assert torch.equal(v, before[k]), f"VGG19 weight {k} changed"
+
+
+def test_folded_pool_matches_the_plain_forward():
+    enc = shared_style_encoder("random:0")
+    for size in (32, 96, 224):
+        x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(size))
+        with torch.no_grad():
+            want = enc(x)
+            got = enc(x, fold_pool=True)
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max())), size
+    assert (3, 3, "cpu") in enc._folded and (7, 7, "cpu") not in enc._folded  # 224 px needs no fold
+    assert enc.sha256 == weights_sha256(enc)  # the folded copies are no weights
 
 
 def test_random_vgg_is_deterministic_and_hashed():

@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
 
-from backend.service import keys
 from backend import protocol as P
-from backend.inference.imageio import DEFAULT_LIMITS, Limits
+from backend.protocol import DEFAULT_LIMITS, Limits
+from backend.service import keys, validate
+from backend.tools import keys as keys_command
 from helpers import free_port
 
 TRANSPORTS = ["pyzmq", "zmtp"]
@@ -72,7 +75,7 @@ def colorize_header(**overrides) -> dict:
 
 def parse(doc, sizes=(48, 100), version=P.VERSION_FRAME, limits=DEFAULT_LIMITS):
     raw = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
-    return P.parse_request(version, raw, list(sizes), limits)
+    return validate.parse_request(version, raw, list(sizes), limits)
 
 
 def test_valid_requests_parse_with_defaults():
@@ -80,7 +83,7 @@ def test_valid_requests_parse_with_defaults():
     assert (req.op, req.id) == ("colorize", "r1")
     assert req.options == {"outputs": ["color", "flattened"], "resolution": 64, "output_layout": "RGBA",
                            "output_format": "raw", "output_shm": None}
-    assert req.inputs[0] == P.ImageSpec("lineart", "raw", 4, 3, "RGBA") and req.inputs[1].format == "encoded"
+    assert req.inputs[0] == validate.ImageSpec("lineart", "raw", 4, 3, "RGBA") and req.inputs[1].format == "encoded"
     assert parse({"op": "ping", "id": "x"}, sizes=()).op == "ping"
     minimal = parse(colorize_header(options={}))
     assert minimal.options["outputs"] == ["color"] and minimal.options["resolution"] is None
@@ -94,6 +97,7 @@ def lineart(**kw) -> dict:
 
 
 REF = {"role": "reference", "format": "encoded"}
+SHM_NAME = "irodori-1-" + "a" * 32
 
 BAD = [  # (header or raw bytes, payload sizes, version, expected code, id echoed)
     (b"\xff\xfe not json", (48, 100), P.VERSION_FRAME, "bad_request", None),
@@ -131,6 +135,10 @@ BAD = [  # (header or raw bytes, payload sizes, version, expected code, id echoe
     (colorize_header(options={"output_format": "png", "output_layout": "BGRA"}), (48, 100), P.VERSION_FRAME,
      "bad_request", "r1"),
     (colorize_header(options={"seed": 3}), (48, 100), P.VERSION_FRAME, "bad_request", "r1"),
+    (colorize_header(options={"output_format": "shm"}), (48, 100), P.VERSION_FRAME, "bad_request", "r1"),
+    (colorize_header(options={"output_shm": SHM_NAME}), (48, 100), P.VERSION_FRAME, "bad_request", "r1"),
+    (colorize_header(options={"output_format": "shm", "output_shm": "/dev/shm/" + SHM_NAME}), (48, 100),
+     P.VERSION_FRAME, "bad_request", "r1"),
     (colorize_header(options=[]), (48, 100), P.VERSION_FRAME, "bad_request", "r1"),
 ]
 
@@ -144,13 +152,32 @@ def test_malformed_requests_get_stable_codes(doc, sizes, version, code, rid):
     assert info.value.code in P.ERROR_CODES and info.value.message
 
 
+@pytest.mark.parametrize("options,says", [
+    ({"output_format": "shm"}, 'output_format "shm" needs options.output_shm'),
+    ({"output_shm": SHM_NAME}, 'output_shm is used only with options.output_format "shm"'),
+    ({"output_format": "shm", "output_shm": "/dev/shm/" + SHM_NAME}, "a bare name (not a /dev/shm path)")])
+def test_output_shm_errors_say_what_is_missing(options, says):
+    with pytest.raises(P.IrodoriError) as info:
+        parse(colorize_header(options=options))
+    assert says in info.value.message
+    assert parse(colorize_header(options={"output_format": "shm", "output_shm": SHM_NAME})).options["output_shm"] \
+        == SHM_NAME
+
+
+def test_limits_from_a_servers_info():
+    info = {"max_side": 100, "max_pixels": 1000, "max_reference_pixels": 500, "max_encoded_bytes": 1000,
+            "max_message_bytes": 9999}
+    assert Limits.from_info(info) == SMALL
+    assert Limits.from_info({**info, "max_side": "x"}) is None and Limits.from_info(None) is None
+
+
 def test_error_frames_and_message_size_limit():
     version, header = P.error_frames("r9", "unsupported_version", "no")
     assert version == P.VERSION_FRAME
     assert json.loads(header) == {"id": "r9", "ok": False, "error": {"code": "unsupported_version", "message": "no"},
                                   "supported_versions": [1]}
     # the largest valid request fits in the limit the server sets on its socket
-    assert P.max_message_bytes(SMALL) >= 1000 * 4 + 1000 + P.MAX_HEADER_BYTES
+    assert validate.max_message_bytes(SMALL) >= 1000 * 4 + 1000 + P.MAX_HEADER_BYTES
 
 
 def test_pixels_check_their_size_and_round_trip_numpy():
@@ -292,7 +319,7 @@ def test_keys_are_readable_by_the_stdlib_client_and_by_pyzmq(tmp_path):
 
     import argparse
 
-    assert keys.main(argparse.Namespace(dir=tmp_path / "k", clients=["client", "laptop"], force=False)) == 0
+    assert keys_command.main(argparse.Namespace(dir=tmp_path / "k", clients=["client", "laptop"], force=False)) == 0
     ck = P.CurveKeys.from_dir(tmp_path / "k", "laptop")
     server_public, _ = zmq.auth.load_certificate(str(tmp_path / "k" / "server.key"))
     public, secret = zmq.auth.load_certificate(str(tmp_path / "k" / "laptop.key_secret"))
@@ -341,7 +368,7 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("backend", "zmq", "nu
 
 
 def test_protocol_module_works_alone_without_pyzmq_or_numpy(fake, tmp_path):
-    """What the plugins get: this one file, copied as is, in a Python without compiled packages."""
+    """What the plugins get: this package, copied as is, in a Python without compiled packages."""
     import subprocess
     import sys
     from pathlib import Path
@@ -359,10 +386,107 @@ def test_protocol_module_imports_only_the_standard_library():
     import sys
     from pathlib import Path
 
-    tree = ast.parse(Path(P.__file__).read_text())
-    top = {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
-    top |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    files = sorted(Path(P.__file__).parent.glob("*.py"))
+    assert len(files) > 5, files
+    top: set = set()
+    for path in files:
+        tree = ast.parse(path.read_text())
+        found = {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0}
+        found |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        top |= found
+        module_level = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        module_level |= {n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.level == 0}
+        assert not module_level & {"zmq", "numpy"}, path.name
     assert top - set(sys.stdlib_module_names) == {"zmq", "numpy"}  # both imported lazily, inside functions
-    module_level = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
-    module_level |= {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
-    assert not module_level & {"zmq", "numpy"}
+
+
+# ============================================================================================ the document
+DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
+
+
+def doc_rows() -> dict[tuple[str, ...], list[tuple[str, list[str]]]]:
+    """docs/protocol.md's tables, by header row: (a row's first `name`, the `quoted` tokens of its other cells)."""
+    tables: dict[tuple[str, ...], list[tuple[str, list[str]]]] = {}
+    header: tuple[str, ...] | None = None
+    for line in DOC.read_text().splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = tuple(cells)
+            assert header not in tables, f"two tables with the header {header}: the test cannot tell them apart"
+            tables[header] = []
+        elif not set(line) <= set("|-: "):
+            name = re.findall(r"`([^`]*)`", cells[0])
+            tables[header].append((name[0] if name else cells[0],
+                                   [t for c in cells[1:] for t in re.findall(r"`([^`]*)`", c)]))
+    return tables
+
+
+def doc_tables() -> dict[tuple[str, ...], dict[str, list[str]]]:
+    """doc_rows() by each row's first name (tables whose first column names things)."""
+    return {header: dict(rows) for header, rows in doc_rows().items()}
+
+
+def rendered(value) -> list[str]:
+    """A package value as the doc writes it: one `token` per item, byte strings as b"..."."""
+    if isinstance(value, dict):
+        return [f"{k}: {v}" for k, v in value.items()]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in rendered(v)]
+    if isinstance(value, bytes):
+        return [f'b"{value.decode("ascii")}"']
+    return [str(value)]
+
+
+def test_doc_reference_values_are_the_packages_constants():
+    from backend.protocol import constants, shm
+
+    table = doc_tables()[("name", "value")]
+    for name, tokens in table.items():
+        assert tokens == rendered(getattr(P, name)), f"docs/protocol.md says {name} = {tokens}"
+    defined = {n for mod in (constants, shm) for n in vars(mod) if n.isupper() and not n.startswith("_")}
+    assert set(table) == defined - {"DEFAULT_LIMITS", "SHM_NAME_FORM"}  # the limits have their own table
+    limits = doc_tables()[("limit", "default")]
+    assert {k: v[0] for k, v in limits.items()} == {k: str(v) for k, v in vars(DEFAULT_LIMITS).items()}
+
+
+def test_doc_tables_name_exactly_the_packages_codes_ops_outputs_layouts_and_formats():
+    tables = doc_tables()
+    assert list(tables[("code", "sent by", "when")]) == list(P.ERROR_CODES)
+    header = tables[("key", "type", "meaning")]
+    assert header["op"] == list(P.OPS) and P.ID_PATTERN in header["id"]
+    image = tables[("key", "values")]
+    assert (image["role"], image["format"], image["layout"]) == (list(P.ROLES), list(P.INPUT_FORMATS),
+                                                                 list(P.LAYOUT_CHANNELS))
+    assert any(re.fullmatch(P.SHM_NAME_PATTERN, t) for t in image["name"])
+    options = {k: list(dict.fromkeys(v[1:])) for k, v in tables[("key", "default", "values")].items()}  # [0]: default
+    assert (options["outputs"], options["output_layout"], options["output_format"]) == (
+        list(P.OUTPUTS), list(P.OUTPUT_LAYOUTS), list(P.OUTPUT_FORMATS))
+    output = tables[("output key", "values")]
+    assert (output["name"], output["format"], output["layout"]) == (list(P.OUTPUTS), list(P.OUTPUT_FORMATS),
+                                                                    list(P.OUTPUT_LAYOUTS))
+    worker = {t for _, tokens in doc_rows()[("direction", "frames after the marker", "meaning")] for t in tokens
+              if t.isupper()}
+    assert {f'b"{c}"' for c in worker} == set(rendered((P.READY, P.REQUEST, P.REPLY, P.HEARTBEAT, P.DRAINING,
+                                                        P.DISCONNECT)))
+
+
+def test_doc_names_every_info_key_the_server_sends():
+    from types import SimpleNamespace
+
+    from backend.service.server import Server
+
+    fake = SimpleNamespace(info={"device": "cpu"}, limits=DEFAULT_LIMITS,
+                           config=SimpleNamespace(resolution=256, multiple=16))
+    server = Server(fake)
+    try:
+        info = server._make_info()
+    finally:
+        server._ctx.term()
+    sections = doc_tables()[("section", "keys")]
+    assert set(sections) == set(info) | {"broker"}
+    for name, keys_ in info.items():
+        if name != "model":  # the pipeline's own, described in prose
+            assert set(sections[name]) == set(keys_), name

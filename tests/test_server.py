@@ -18,7 +18,8 @@ import zmq
 from PIL import Image
 
 from backend import protocol as P
-from backend.inference.imageio import Limits
+from backend.protocol import Limits
+from backend.service.validate import max_message_bytes
 from helpers import free_port, line_art, reference, run_in_threads
 from server_fixtures import Process, check_marked, marked_line_art, png_bomb, start_server
 
@@ -59,7 +60,7 @@ def jpeg(array: np.ndarray) -> bytes:
 
 # ============================================================================================ basics
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_ping_and_info(server, transport):
+def test_ping_and_info(server, colorizer, transport):
     endpoint, _ = server
     with P.Client(endpoint, timeout=30, transport=transport) as client:
         pong = client.ping()
@@ -69,8 +70,11 @@ def test_ping_and_info(server, transport):
     assert info["server"]["mode"] == "server" and info["server"]["libzmq"] == zmq.zmq_version()
     assert info["model"]["device"] == "cpu" and info["model"]["torch"]
     assert info["limits"]["max_pixels"] == LIMITS.max_pixels
-    assert info["limits"]["max_message_bytes"] == P.max_message_bytes(LIMITS)
+    assert info["limits"]["max_message_bytes"] == max_message_bytes(LIMITS)
     assert info["batching"]["max_batch"] == 4
+    assert info["server"]["shared_memory"] is P.shm_available()  # bound to loopback
+    assert info["resolution"] == {"default": colorizer.config.resolution, "min": P.MIN_RESOLUTION,
+                                  "max": P.MAX_RESOLUTION, "multiple": colorizer.config.multiple}
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -291,7 +295,7 @@ def test_fuzz_every_malformed_message_is_answered_or_dropped(server):
         big = ctx.socket(zmq.DEALER)
         big.linger = 0
         big.connect(endpoint)
-        big.send_multipart([b"", P.VERSION_FRAME, P.json_bytes(valid), b"\0" * (P.max_message_bytes(LIMITS) + 8192)])
+        big.send_multipart([b"", P.VERSION_FRAME, P.json_bytes(valid), b"\0" * (max_message_bytes(LIMITS) + 8192)])
         assert not big.poll(500)
     finally:
         ctx.destroy(linger=0)
@@ -428,12 +432,13 @@ def test_queued_requests_are_batched_and_match_unbatched_results(colorizer):
 def test_an_idle_server_gives_kept_memory_back_once(colorizer, monkeypatch):
     import time
 
-    import backend.service.server as server_mod
+    import backend.service.batches as batches
+    from backend.service.server import Server, ServerConfig
 
     calls: list[float] = []
-    monkeypatch.setattr(server_mod, "IDLE_RELEASE_S", 0.3)
-    monkeypatch.setattr(server_mod, "release_freed_memory", lambda: calls.append(time.monotonic()))
-    srv = server_mod.Server(colorizer, server_mod.ServerConfig(bind="tcp://127.0.0.1:*"), LIMITS)
+    monkeypatch.setattr(batches, "IDLE_RELEASE_S", 0.3)
+    monkeypatch.setattr(batches, "release_freed_memory", lambda: calls.append(time.monotonic()))
+    srv = Server(colorizer, ServerConfig(bind="tcp://127.0.0.1:*"), LIMITS)
     thread = srv.start_thread()
 
     def wait_for(count: int) -> None:
@@ -594,7 +599,9 @@ def test_a_server_without_shared_memory_gets_frames_instead(colorizer):
         thread.join(30)
 
 
-def test_segments_of_dead_clients_are_removed():
+def test_segments_of_dead_clients_are_removed(monkeypatch):
+    from backend.protocol import shm
+
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     stale = os.path.join(P.SHM_DIR, f"irodori-{dead.pid}-{'a' * 32}")
@@ -602,7 +609,7 @@ def test_segments_of_dead_clients_are_removed():
     for path in (stale, alive):
         with open(path, "wb") as f:
             f.write(b"x")
-    P._stale_checked = False
+    monkeypatch.setattr(shm, "_stale_checked", False)
     try:
         seg = P.SharedBuffer.create(8)
         assert not os.path.exists(stale) and os.path.exists(alive) and os.path.exists(seg.path)

@@ -21,12 +21,15 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from backend.model.config import to_dict
-from backend.model.networks import shared_style_encoder, weights_sha256
+from backend.model.networks import weights_sha256
 from training import extract, synth
 from training.config import DataConfig, TrainConfig, load_config
 from training.data import EpochSampler, TrainingData
 from training.losses import d_loss, g_loss
-from training.train import Dist, StyleFeatures, Trainer, list_states, train
+from training.distributed import Dist
+from training.state import list_states
+from training.train import train
+from training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "training" / "configs"
@@ -205,17 +208,6 @@ def test_epoch_sampler_resumes_mid_epoch_and_splits_ranks():
 
 
 # ----------------------------------------------------------------------------------------- model pieces
-def test_folded_style_features_match_the_backend_encoder():
-    enc = shared_style_encoder("random:0")
-    feats = StyleFeatures(enc)
-    for size in (32, 96, 224):
-        x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(size))
-        with torch.no_grad():
-            want = enc(x)
-        got = feats(x)
-        assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max())), size
-
-
 def test_losses_have_the_paper_optima():
     t = torch.tensor([[0.2, 0.7, 0.9]])
     logit = torch.logit(t).requires_grad_(True)

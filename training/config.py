@@ -11,7 +11,8 @@ from pathlib import Path
 
 from backend.model.config import ModelConfig, apply_overrides, from_dict, read_json, to_dict
 
-EXTRACTORS = ("dilate", "xdog", "highpass")
+EXTRACTORS = ("dilate", "xdog", "highpass")  # the default choice: classical, no weights needed
+KNOWN_EXTRACTORS = (*EXTRACTORS, "hed")  # "hed": training.hed, needs `irodori weights`
 GAN_MODES = ("acgan", "acgan_paper", "lsgan", "dcgan")
 SOURCES = ("folder", "synth", "mixed")
 REFERENCES = ("self", "palette_pair")
@@ -32,6 +33,7 @@ class DataConfig:
     lines_folder: str = ""  # optional real line art, paired with `folder` by file name
     real_lines_ratio: float = 1.0  # chance to use the paired real line art (when there is one) over an extractor
     max_pixels: int = 6000 * 6000  # bigger files are skipped like corrupt ones
+    holdout: float = 0.0  # share of `folder` never trained on, picked by file name (training.data.held_out)
     synth_ratio: float = 0.5  # share of synthetic samples when source is "mixed"
     synth_seed_start: int = 0  # synthetic characters and palettes use seeds [start, start + count):
     synth_seed_count: int = 100_000  # keep them below training.eval's held-out range (10,000,000 and up)
@@ -61,9 +63,11 @@ class DataConfig:
             raise ValueError(f"data.reference must be one of {', '.join(REFERENCES)}, not {self.reference!r}")
         if self.reference == "palette_pair" and self.source == "folder":
             raise ValueError("data.reference 'palette_pair' needs synthetic characters: use data.source synth or mixed")
-        bad = [e for e in self.extractors if e not in EXTRACTORS]
+        bad = [e for e in self.extractors if e not in KNOWN_EXTRACTORS]
         if bad or not self.extractors:
-            raise ValueError(f"data.extractors must be a non-empty list from {', '.join(EXTRACTORS)}, got {list(self.extractors)}")
+            raise ValueError(f"data.extractors must be a non-empty list from {', '.join(KNOWN_EXTRACTORS)}, got {list(self.extractors)}")
+        if not 0.0 <= self.holdout <= 0.5:
+            raise ValueError(f"data.holdout must be within [0, 0.5], got {self.holdout}")
         for name in ("real_lines_ratio", "synth_ratio", "synth_line_ratio", "pair_ratio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"data.{name} must be within [0, 1], got {getattr(self, name)}")

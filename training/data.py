@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -23,6 +24,7 @@ from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from backend.model.config import ModelConfig
+from backend.model.preprocess import reference_input
 from backend.inference.imageio import IMAGE_SUFFIXES
 from training.config import DataConfig
 from training.extract import luminance, random_lines
@@ -41,6 +43,13 @@ def scan_images(folder: str | Path) -> list[Path]:
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
     return files
+
+
+def held_out(path: Path, share: float) -> bool:
+    """The fixed evaluation split of a folder: a picture is held out when the crc32 of its file NAME falls in
+    the first `share` of the range. By name, so copies of the pictures in other folders split the same way and
+    adding pictures never moves old ones between the splits (`irodori eval --images --holdout` uses it too)."""
+    return share > 0 and zlib.crc32(path.name.encode()) < share * 2**32
 
 
 def index_lines(folder: str | Path) -> dict[str, Path]:
@@ -80,13 +89,10 @@ def to_float(img: Image.Image) -> np.ndarray:
 
 
 def reference_tensor(rgb: np.ndarray, size: int, cfg: DataConfig, rng: np.random.Generator | None) -> torch.Tensor:
-    """(H,W,3) float in [0,1] -> (3,size,size) reference for VGG19: resized like the pipeline does (bilinear,
-    antialiased, square), then with `rng` a random crop, flip, rotation and smooth warp in one resampling.
+    """(H,W,3) float in [0,1] -> (3,size,size) reference for VGG19: the pipeline's resize (reference_input),
+    then with `rng` a random crop, flip, rotation and smooth warp in one resampling.
     Reflection padding fills the corners a rotation uncovers with the picture's own colours."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
-    if tuple(t.shape[-2:]) != (size, size):
-        shrink = size < t.shape[-2] or size < t.shape[-1]
-        t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+    t = reference_input(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float(), size)
     if rng is None or not cfg.ref_augment:
         return t[0].clamp(0.0, 1.0)
     scale = rng.uniform(*cfg.ref_crop)
@@ -118,7 +124,9 @@ class TrainingData(Dataset):
         self.lines: dict[str, Path] = {}
         self.root = Path(cfg.folder) if cfg.folder else None
         if cfg.source in ("folder", "mixed"):
-            self.files = scan_images(cfg.folder)
+            self.files = [p for p in scan_images(cfg.folder) if not held_out(p, cfg.holdout)]
+            if not self.files:
+                raise ValueError(f"data.holdout {cfg.holdout} leaves no training pictures under {cfg.folder}")
             if cfg.lines_folder:
                 self.lines = index_lines(cfg.lines_folder)
         self.synth_size = cfg.synth_size or model.resolution

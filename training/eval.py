@@ -55,253 +55,24 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage
 
-from backend.model.config import read_json
+from backend.inference.colour import ciede2000, rgb_to_lab
+from backend.inference.options import add_model_options
+from training.eval_cases import Case, iter_cases, seeds_from_folder
+from training.eval_metrics import flatten, psnr, ssim
+from training.eval_models import NEUTRAL_GREY, ColorFn, colorizer_fn, ignoring_reference, reinhard_fn
+from training.synth import PARTS
 
 EVAL_SEED_BASE = 10_000_000  # held-out seeds start here; training must stay below
 DEFAULT_COUNT = 24
 MAX_COUNT = 100_000
 MAX_SIZE = 2048
 MIN_PART_PIXELS = 16
-NEUTRAL_GREY = 128
-PSNR_CAP = 100.0
-MAX_META_BYTES = 64 * 1024 * 1024
-
-# (sketches (S,S) uint8, references (h,w,3) uint8) -> colour images (S,S,3) uint8 RGB, one per pair
-ColorFn = Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], list[np.ndarray]]
-
-
-# ----------------------------------------------------------------------------------------- colour science
-_SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                         [0.2126729, 0.7151522, 0.0721750],
-                         [0.0193339, 0.1191920, 0.9503041]])
-_XYZ_TO_SRGB = np.linalg.inv(_SRGB_TO_XYZ)
-_D65 = _SRGB_TO_XYZ.sum(axis=1)  # D65 white as the matrix maps RGB white: greys get a* = b* = 0 exactly
-_EPS = 216 / 24389  # CIE constants, exact rational forms
-_KAPPA = 24389 / 27
-
-
-def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """sRGB uint8 (..., 3) -> CIELAB float64 (..., 3), D65 white."""
-    c = np.asarray(rgb, dtype=np.float64) / 255.0
-    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    xyz = lin @ _SRGB_TO_XYZ.T / _D65
-    f = np.where(xyz > _EPS, np.cbrt(xyz), (_KAPPA * xyz + 16) / 116)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
-
-
-def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
-    """CIELAB (..., 3) -> sRGB uint8 (..., 3); out-of-gamut colours are clipped."""
-    lab = np.asarray(lab, dtype=np.float64)
-    fy = (lab[..., 0] + 16) / 116
-    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
-    xyz = np.where(f ** 3 > _EPS, f ** 3, (116 * f - 16) / _KAPPA) * _D65
-    lin = np.clip(xyz @ _XYZ_TO_SRGB.T, 0.0, 1.0)
-    c = np.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin ** (1 / 2.4) - 0.055)
-    return np.clip(c * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
-    """CIEDE2000 colour difference (Sharma, Wu & Dalal 2005; kL = kC = kH = 1), vectorised over (..., 3)."""
-    lab1, lab2 = np.broadcast_arrays(np.asarray(lab1, np.float64), np.asarray(lab2, np.float64))
-    L1, a1, b1 = lab1[..., 0], lab1[..., 1], lab1[..., 2]
-    L2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
-    c7 = ((np.hypot(a1, b1) + np.hypot(a2, b2)) / 2) ** 7
-    g = 0.5 * (1 - np.sqrt(c7 / (c7 + 25.0 ** 7)))
-    a1p, a2p = (1 + g) * a1, (1 + g) * a2
-    c1p, c2p = np.hypot(a1p, b1), np.hypot(a2p, b2)
-    h1p = np.degrees(np.arctan2(b1, a1p)) % 360  # arctan2(0, 0) = 0, as the formula asks
-    h2p = np.degrees(np.arctan2(b2, a2p)) % 360
-    chroma0 = (c1p * c2p) == 0
-
-    dlp = L2 - L1
-    dcp = c2p - c1p
-    dh = h2p - h1p
-    dh = np.where(dh > 180, dh - 360, np.where(dh < -180, dh + 360, dh))
-    dh = np.where(chroma0, 0.0, dh)
-    dHp = 2 * np.sqrt(c1p * c2p) * np.sin(np.radians(dh) / 2)
-
-    lbar = (L1 + L2) / 2
-    cbar = (c1p + c2p) / 2
-    hsum = h1p + h2p
-    hbar = np.where(np.abs(h1p - h2p) <= 180, hsum / 2, np.where(hsum < 360, (hsum + 360) / 2, (hsum - 360) / 2))
-    hbar = np.where(chroma0, hsum, hbar)
-
-    t = (1 - 0.17 * np.cos(np.radians(hbar - 30)) + 0.24 * np.cos(np.radians(2 * hbar))
-         + 0.32 * np.cos(np.radians(3 * hbar + 6)) - 0.20 * np.cos(np.radians(4 * hbar - 63)))
-    dtheta = 30 * np.exp(-(((hbar - 275) / 25) ** 2))
-    cbar7 = cbar ** 7
-    rc = 2 * np.sqrt(cbar7 / (cbar7 + 25.0 ** 7))
-    sl = 1 + 0.015 * (lbar - 50) ** 2 / np.sqrt(20 + (lbar - 50) ** 2)
-    sc = 1 + 0.045 * cbar
-    sh = 1 + 0.015 * cbar * t
-    rt = -np.sin(np.radians(2 * dtheta)) * rc
-    dl, dc, dhh = dlp / sl, dcp / sc, dHp / sh
-    return np.sqrt(np.maximum(dl ** 2 + dc ** 2 + dhh ** 2 + rt * dc * dhh, 0.0))
-
-
-# ----------------------------------------------------------------------------------------- image metrics
-def psnr(a: np.ndarray, b: np.ndarray, cap: float = PSNR_CAP) -> float:
-    """PSNR in dB over all channels, peak 255; identical images give `cap` instead of infinity."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    if mse == 0:
-        return cap
-    return min(cap, 10 * math.log10(255.0 ** 2 / mse))
-
-
-def luma(rgb: np.ndarray) -> np.ndarray:
-    x = np.asarray(rgb, np.float64)
-    if x.ndim == 2:
-        return x
-    return x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
-
-
-def ssim(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, data_range: float = 255.0) -> float:
-    """Mean SSIM (Wang et al. 2004) on luma with a Gaussian window (sigma 1.5, 11x11)."""
-    x, y = luma(a), luma(b)
-    if x.shape != y.shape:
-        raise ValueError(f"SSIM needs equal shapes, got {x.shape} and {y.shape}")
-    radius = int(3.5 * sigma + 0.5)  # 5 for sigma 1.5: the classic 11x11 window
-    if min(x.shape) < 2 * radius + 1:
-        raise ValueError(f"SSIM needs images of at least {2 * radius + 1} px a side, got {x.shape}")
-
-    def blur(z: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(z, sigma, truncate=3.5, mode="reflect")
-
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mx, my = blur(x), blur(y)
-    vx = blur(x * x) - mx * mx
-    vy = blur(y * y) - my * my
-    cxy = blur(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return float(s[radius:-radius, radius:-radius].mean())
-
-
-def flatten(colour: np.ndarray, line: np.ndarray) -> np.ndarray:
-    """Colour multiplied by the line art (the picture a user sees), uint8 RGB."""
-    out = colour.astype(np.float32) * (line.astype(np.float32)[..., None] / 255.0)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
-
-
-# ----------------------------------------------------------------------------------------- baselines
-def reinhard_transfer(line: np.ndarray, reference: np.ndarray, grey: int = NEUTRAL_GREY) -> np.ndarray:
-    """Reinhard et al. 2001 global transfer in CIELAB: a flat grey fill with the sketch's ink multiplied in,
-    each channel shifted and scaled to the reference's mean and standard deviation. (S,S,3) uint8 RGB."""
-    source = np.full((*line.shape, 3), grey, np.uint8)
-    src = rgb_to_lab(flatten(source, line)).reshape(-1, 3)
-    ref = rgb_to_lab(np.asarray(reference)[..., :3]).reshape(-1, 3)
-    mu_s, sd_s = src.mean(0), src.std(0)
-    mu_r, sd_r = ref.mean(0), ref.std(0)
-    scale = np.where(sd_s > 1e-6, sd_r / np.maximum(sd_s, 1e-6), 1.0)  # no spread: take the reference's mean
-    out = (src - mu_s) * scale + mu_r
-    return lab_to_rgb(out).reshape(*line.shape, 3)
-
-
-def reinhard_fn(lines: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> list[np.ndarray]:
-    return [reinhard_transfer(line, ref) for line, ref in zip(lines, references)]
-
-
-def neutral_reference(size: int = 64) -> np.ndarray:
-    return np.full((size, size, 3), NEUTRAL_GREY, np.uint8)
-
-
-def ignoring_reference(model: ColorFn) -> ColorFn:
-    """The model with every reference replaced by the same neutral grey image (each sketch run once)."""
-    grey = neutral_reference()
-
-    def fn(lines: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> list[np.ndarray]:
-        distinct: dict[int, np.ndarray] = {}  # the same sketch object appears once per reference
-        for line in lines:
-            distinct.setdefault(id(line), line)
-        outs = dict(zip(distinct, model(list(distinct.values()), [grey] * len(distinct))))
-        return [outs[id(line)] for line in lines]
-
-    return fn
-
-
-def colorizer_fn(colorizer, size: int, batch: int = 8) -> ColorFn:
-    """A Colorizer as a ColorFn: the real pipeline, `batch` requests per colorize_batch call."""
-
-    def fn(lines: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> list[np.ndarray]:
-        requests = [(line, ref, ("color",), size) for line, ref in zip(lines, references)]
-        out: list[np.ndarray] = []
-        for start in range(0, len(requests), batch):
-            out += [r["color"] for r in colorizer.colorize_batch(requests[start:start + batch])]
-        return out
-
-    return fn
-
-
-# ----------------------------------------------------------------------------------------- cases
-@dataclass(frozen=True)
-class Case:
-    """One sketch, its two references (other characters) and the true targets for each."""
-
-    seed: int  # the sketch character's seed (drawing and palette)
-    line: np.ndarray  # (S,S) uint8, 255 = paper
-    mask: np.ndarray  # (S,S) uint8 part labels (synth.PARTS)
-    ref_seeds: tuple[int, int]
-    references: tuple[np.ndarray, np.ndarray]  # (R,R,3) the other characters in their own palettes (R >= S)
-    targets: tuple[np.ndarray, np.ndarray]  # (S,S,3) this character in the references' palettes
-
-
-def iter_cases(seeds: Sequence[int], size: int, palette_seeds: Sequence[int] | None = None,
-               reference_size: int | None = None) -> Iterator[Case]:
-    """Render the cases for characters `seeds` one at a time (memory stays flat for any count). The palette
-    seed is the character seed unless `palette_seeds` is given; references are rendered at
-    max(size, reference_size). See the module docstring for the layout."""
-    from training import synth
-
-    seeds = [int(s) for s in seeds]
-    palette_seeds = seeds if palette_seeds is None else [int(s) for s in palette_seeds]
-    if len(seeds) < 3:
-        raise ValueError(f"evaluation needs at least 3 characters (a sketch and two others), got {len(seeds)}")
-    if len(palette_seeds) != len(seeds):
-        raise ValueError("give one palette seed per character seed")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError("evaluation seeds must be distinct")
-    n = len(seeds)
-    ref_side = max(size, reference_size or size)
-    for i in range(n):
-        a, b = (i + 1) % n, (i + 2) % n
-        character = synth.random_character(seeds[i])
-        own = synth.render(character, synth.random_palette(palette_seeds[i]), size)
-        refs = tuple(synth.render(synth.random_character(seeds[j]), synth.random_palette(palette_seeds[j]), ref_side).color
-                     for j in (a, b))
-        # the same drawing, so the same line and mask: only the colours change with the palette
-        targets = tuple(synth.render(character, synth.random_palette(palette_seeds[j]), size).color for j in (a, b))
-        yield Case(seed=seeds[i], line=own.line, mask=own.mask, ref_seeds=(seeds[a], seeds[b]),
-                   references=refs, targets=targets)  # type: ignore[arg-type]
-
-
-def make_cases(seeds: Sequence[int], size: int, palette_seeds: Sequence[int] | None = None,
-               reference_size: int | None = None) -> list[Case]:
-    """All cases at once (small counts: tests, notebooks)."""
-    return list(iter_cases(seeds, size, palette_seeds, reference_size))
-
-
-def seeds_from_folder(folder: str | Path) -> tuple[list[int], list[int]]:
-    """(character seeds, palette seeds) of a folder written by `irodori synth`, from its meta.json."""
-    path = Path(folder) / "meta.json"
-    if not path.is_file():
-        raise ValueError(f"{path} is missing: --data takes a folder written by `irodori synth`")
-    meta = read_json(path, "synth metadata", MAX_META_BYTES)
-    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("irodori-synth/"):
-        raise ValueError(f"{path} is not an `irodori synth` meta.json (no format irodori-synth/...)")
-    items = meta.get("items")
-    try:
-        pairs = [(item["character_seed"], item["palette_seed"]) for item in items]
-    except (TypeError, KeyError) as exc:
-        raise ValueError(f"{path}: every item needs character_seed and palette_seed ({exc!r})") from exc
-    if not all(isinstance(v, int) and not isinstance(v, bool) for pair in pairs for v in pair):
-        raise ValueError(f"{path}: seeds must be integers")
-    return [c for c, _ in pairs], [p for _, p in pairs]
 
 
 # ----------------------------------------------------------------------------------------- scoring
@@ -442,12 +213,8 @@ def evaluate(model, count: int = DEFAULT_COUNT, size: int | None = None, seed_ba
             progress(len(seen), total)
     elapsed = time.perf_counter() - t0
 
-    try:
-        from training.synth import PARTS as part_names
-    except ImportError:
-        part_names = ()
     result = {
-        "rows": {name: row.summary(part_names) for name, row in rows.items()},
+        "rows": {name: row.summary(PARTS) for name, row in rows.items()},
         "protocol": {
             "characters": len(seen),
             "pairs": 2 * len(seen),
@@ -523,7 +290,7 @@ def _no_nan(value):
 
 # ----------------------------------------------------------------------------------------- CLI
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", type=Path, help="model folder (default: the bundled demo model)")
+    add_model_options(p)
     p.add_argument("--data", type=Path, help="evaluate the characters of a folder written by `irodori synth` "
                                               "(its meta.json seeds) instead of seeds --seed-base..")
     p.add_argument("--count", type=int, default=DEFAULT_COUNT, help=f"held-out characters (default {DEFAULT_COUNT})")
@@ -535,13 +302,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", type=Path, help="write a PNG grid: sketch | reference | output | target")
     p.add_argument("--grid-cases", type=int, default=4, help="sketches in the grid (two rows each)")
     p.add_argument("--json", type=Path, help="write all figures as JSON")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch", type=int, default=8, help="requests per model call")
+    from training.eval_real import add_image_arguments  # real pictures: --images FOLDER (training/eval_real.py)
+
+    add_image_arguments(p)
 
 
 def main(args: argparse.Namespace) -> int:
     from backend.inference.pipeline import Colorizer
 
+    if getattr(args, "images", None):
+        from training import eval_real
+
+        return eval_real.main(args)
     try:
         if args.batch < 1 or args.grid_cases < 0:
             raise ValueError("--batch must be >= 1 and --grid-cases >= 0")

@@ -1,4 +1,5 @@
-"""Classical line extractors: colour illustration -> line art, to make training pairs from coloured pictures.
+"""Line extractors: colour illustration -> line art, to make training pairs from coloured pictures (the
+classical ones here; "hed", a learned edge detector, in training/hed.py).
 
 All functions take float32 images in [0,1] ((H,W) grey or (H,W,3) RGB) and return (H,W) float32 line art in
 [0,1] with 1 = paper and 0 = ink, the convention of backend.inference.pipeline.to_grey. `random_lines` draws an
@@ -82,6 +83,10 @@ def random_lines(image: np.ndarray, rng: np.random.Generator, extractors: tuple[
                     eps=rng.uniform(-0.03, 0.0), phi=rng.uniform(20.0, 200.0))
     elif name == "highpass":
         line = highpass(image, sigma=rng.uniform(1.5, 3.0), threshold=rng.uniform(0.1, 0.18), gain=rng.uniform(2.0, 5.0))
+    elif name == "hed":  # learned edges (training.hed); it draws its own look, and needs the set-up weights
+        from training.hed import hed_lines
+
+        line = hed_lines(image if image.ndim == 3 else np.repeat(image[..., None], 3, 2), rng)
     else:
         raise ValueError(f"unknown line extractor {name!r}")
     return augment_lines(line, rng) if augment else line

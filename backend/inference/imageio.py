@@ -3,26 +3,14 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from backend.protocol import DEFAULT_LIMITS, Limits  # the size limits are part of the protocol (info reports them)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Size limits every front end enforces (the server also sends them in `info`)."""
-
-    max_side: int = 16384  # longest side of any image
-    max_pixels: int = 8192 * 8192  # line art pixels (width * height)
-    max_reference_pixels: int = 4096 * 4096
-    max_encoded_bytes: int = 256 * 1024 * 1024  # one encoded (PNG/JPEG) image
-
-
-DEFAULT_LIMITS = Limits()
 
 
 def check_size(width: int, height: int, what: str = "image", max_pixels: int | None = None,

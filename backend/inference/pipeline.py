@@ -3,7 +3,7 @@
 line art (L / RGB / RGBA on transparent, any size) --grey, composite on white--> resize to the model's
 resolution (aspect kept) --pad to a multiple of 2^scales--> generator(sketch, VGG19(reference))
 --crop, resize back to full size--> colour layer (sits under the line art) / flattened (colour x line art)
-/ flats and shading (backend/flats.py).
+/ flats and shading (backend/inference/flats/).
 """
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ from backend.model.checkpoint import Checkpoint, load_checkpoint
 from backend.model.config import ModelConfig, to_dict
 from backend.inference.imageio import DEFAULT_LIMITS, Limits, check_size
 from backend.model.networks import Generator, normalize_style, shared_style_encoder
+from backend.model.preprocess import reference_input, resize
+from backend.protocol import MAX_RESOLUTION, MIN_RESOLUTION, OUTPUTS
 
-OUTPUTS = ("color", "flattened", "flats", "shading")
 DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "demo" / "model"
 
 
@@ -74,18 +75,10 @@ def check_lineart(lineart: np.ndarray) -> np.ndarray:
 def grey_u8(lineart: np.ndarray) -> np.ndarray:
     """uint8 L/LA/RGB/RGBA -> uint8 (H,W), 255 = paper. Transparent pixels count as white paper.
 
-    OpenCV's fixed-point luma (0.299, 0.587, 0.114, exact for grey pixels) and an 8-bit composite on white:
-    ~3 ms for a 2048^2 RGBA layer, against ~20 ms for the same arithmetic in float numpy. The flats use
-    these 8 bits directly; the model gets them as floats (to_grey)."""
-    a = check_lineart(lineart)
-    if a.ndim == 2:
-        return a
-    c = a.shape[2]
-    a = np.ascontiguousarray(a)
-    lum = cv2.extractChannel(a, 0) if c == 2 else cv2.cvtColor(a, cv2.COLOR_RGBA2GRAY if c == 4 else cv2.COLOR_RGB2GRAY)
-    if c in (2, 4):  # paper shows through: 255 - (255 - lum) * alpha / 255
-        lum = cv2.bitwise_not(cv2.multiply(cv2.bitwise_not(lum), cv2.extractChannel(a, c - 1), scale=1 / 255))
-    return lum
+    flats.grey: OpenCV's fixed-point luma (0.299, 0.587, 0.114, exact for grey pixels) and an 8-bit
+    composite on white, several times faster than the same arithmetic in float numpy. The model gets these
+    8 bits as floats (to_grey)."""
+    return flats_mod.grey(np.ascontiguousarray(check_lineart(lineart)))
 
 
 def to_grey(lineart: np.ndarray) -> np.ndarray:
@@ -122,18 +115,11 @@ def model_size(height: int, width: int, resolution: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def _resize(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(t.shape[-2:]) == tuple(size):
-        return t
-    shrink = size[0] < t.shape[-2] or size[1] < t.shape[-1]
-    return F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-
-
 def colour_layer(colour: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """The model's (1,3,h,w) float output -> the (H,W,3) uint8 colour layer at full size.
 
     The colour is clamped to [0, 1] at the model's size, before resizing. On the CPU it is then rounded to
-    8 bits and resized in 8 bits (torch's uint8 bilinear kernel, channels_last): about 3x faster than
+    8 bits and resized in 8 bits (torch's uint8 bilinear kernel, channels_last): several times faster than
     resizing floats, and no 12-byte-per-pixel buffer at full size (200 MB at 4096^2); values differ from
     the float path by at most 1. A GPU resizes in float.
     """
@@ -141,9 +127,9 @@ def colour_layer(colour: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
         return t.clamp(0.0, 1.0).mul_(255.0).add_(0.5).to(torch.uint8)  # add 0.5 then truncate: round
 
     if colour.device.type == "cpu":
-        full = _resize(to_u8(colour).contiguous(memory_format=torch.channels_last), size)
+        full = resize(to_u8(colour).contiguous(memory_format=torch.channels_last), size)
     else:
-        full = to_u8(_resize(colour.clamp(0.0, 1.0), size))
+        full = to_u8(resize(colour.clamp(0.0, 1.0), size))
     return full[0].permute(1, 2, 0).contiguous().cpu().numpy()
 
 
@@ -172,18 +158,18 @@ _segment_cache: "OrderedDict[tuple, tuple]" = OrderedDict()
 
 
 def _segment(line: np.ndarray) -> tuple[np.ndarray, "flats_mod.Votes"]:
-    """The request's grey line art (grey_u8) -> (flats region labels, fill's voters).
+    """The request's line art (as sent: grey, LA, RGB or RGBA, so that coloured ink and ink on
+    transparent are seen as drawn) -> (flats region labels, fill's voters).
 
     Both depend on the line art alone, so they are worked out while the model runs; fill() is left with
     the colour work. "The same sketch with another reference" is the usual loop in Krita and GIMP, so the
-    last few results are kept with a copy of their line art, found by its CRC-32 (0.6 ms at 2048^2 against
-    3 ms for a cryptographic hash) and confirmed byte for byte, so a collision only costs a recomputation."""
+    last few results are kept with a copy of their line art, found by its CRC-32 (a fraction of the time of a
+    cryptographic hash) and confirmed byte for byte, so a collision only costs a recomputation."""
     line = np.ascontiguousarray(line)
     key = (zlib.crc32(line), line.shape)
     cached = _segment_cache.get(key)
     if cached is None or not np.array_equal(cached[0], line):
-        labels = flats_mod.segment(line)
-        votes = flats_mod.paper_votes(line, labels)
+        labels, votes = flats_mod.regions_and_votes(line)
         kept = line.copy()  # the caller may reuse its array
         for shared in (kept, labels, votes.index, votes.keys, votes.used, votes.mid):
             shared.setflags(write=False)  # shared by every request with this line art
@@ -222,7 +208,7 @@ class Colorizer:
             self.checkpoint = load_checkpoint(path, self.device)
             self.name = str(path)
         self.config = self.checkpoint.config
-        # channels_last: oneDNN's convolutions run this U-net ~1.3x faster on CPU (~2x under bf16 autocast)
+        # channels_last: oneDNN's convolutions run this U-net faster on CPU, more so under bf16 autocast
         self.generator = self.checkpoint.generator.to(self.device, memory_format=torch.channels_last)
         self.encoder = shared_style_encoder(self.config.vgg_weights, self.device)
 
@@ -252,13 +238,12 @@ class Colorizer:
 
     def style(self, references: Sequence[np.ndarray]) -> torch.Tensor:
         """Normalised VGG19 fc1 vectors (B,4096) for RGB(A) uint8 references."""
-        size = (self.config.reference_size, self.config.reference_size)
         batch = []
         for ref in references:
             rgb = to_rgb(ref)
             check_size(rgb.shape[1], rgb.shape[0], "reference", self.limits.max_reference_pixels, self.limits)
             t = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(self.device)
-            batch.append(_resize(t, size))
+            batch.append(reference_input(t, self.config.reference_size))
         with torch.inference_mode(), self._autocast():
             return normalize_style(self.encoder(torch.cat(batch)).float())
 
@@ -279,16 +264,18 @@ class Colorizer:
             a = check_lineart(lineart)
             check_size(a.shape[1], a.shape[0], "line art", self.limits.max_pixels, self.limits)
             res = resolution or self.config.resolution
-            if res % self.config.multiple or not 32 <= res <= 4096:
-                raise ValueError(f"resolution {res} must be a multiple of {self.config.multiple} between 32 and 4096")
+            if res % self.config.multiple or not MIN_RESOLUTION <= res <= MAX_RESOLUTION:
+                raise ValueError(f"resolution {res} must be a multiple of {self.config.multiple} between "
+                                 f"{MIN_RESOLUTION} and {MAX_RESOLUTION}")
             prepared.append((a, reference, tuple(outputs), res))
         # Flats' segmentation needs only the line art: it starts on a worker thread now, while this thread
         # runs the model (numpy and OpenCV release the GIL), so flats add little more than their fill step.
-        lines = [grey_u8(a) for a, _, _, _ in prepared]
-        segments = [_segmenter().submit(_segment, line) if {"flats", "shading"} & set(outputs) else None
-                    for line, (_, _, outputs, _) in zip(lines, prepared)]
-        prepared = [(_unit(line), reference, outputs, res)
-                    for line, (_, reference, outputs, res) in zip(lines, prepared)]
+        segments = [_segmenter().submit(_segment, a) if {"flats", "shading"} & set(outputs) else None
+                    for a, _, outputs, _ in prepared]
+        lines = [a for a, _, _, _ in prepared]
+        greys = [grey_u8(a) for a in lines]
+        prepared = [(_unit(grey), reference, outputs, res)
+                    for grey, (_, reference, outputs, res) in zip(greys, prepared)]
         style = self.style([p[1] for p in prepared])
         t1 = time.perf_counter()
 
@@ -298,14 +285,14 @@ class Colorizer:
         for i, (grey, _, _, res) in enumerate(prepared):
             h, w = model_size(*grey.shape, res)
             full = torch.from_numpy(grey)[None, None].to(self.device)
-            small = _resize(full, (h, w))
+            small = resize(full, (h, w))
             ph, pw = math.ceil(h / m) * m, math.ceil(w / m) * m
             sketches.append((F.pad(small, (0, pw - w, 0, ph - h), value=1.0), h, w))
             groups.setdefault((ph, pw), []).append(i)
         colours: list[torch.Tensor | None] = [None] * len(prepared)
-        # On a CPU one image already fills every core and a batched call only spills the caches (a batch of 4
-        # at 256 px took 1.27x the time of 4 single calls on a 2-core EPYC), so there the generator takes one
-        # image per call; a GPU gets the whole group. The style encoder is batched either way (1.07x faster).
+        # On a CPU one image already fills every core and a batched call only spills the caches (measured:
+        # docs/performance.md), so there the generator takes one image per call; a GPU gets the whole group.
+        # The style encoder is batched either way (a little faster).
         step = 1 if self.device.type == "cpu" else len(prepared)
         with torch.inference_mode(), self._autocast():
             for group in groups.values():

@@ -11,17 +11,19 @@ T = TypeVar("T")
 
 
 SEEDED_VGG_KINDS = ("random", "looks-linear")  # offline VGG19 weights drawn from a seed (backend.model.networks)
+FILE_VGG_KINDS = ("imagenet", "hed-vgg16")  # torchvision's VGG19; VGG16 with HED's weights (backend.model.vgg16)
 
 
 def parse_vgg_weights(spec: str) -> tuple[str, int | None]:
-    """'imagenet' -> ('imagenet', None); 'random:SEED' or 'looks-linear:SEED' -> (kind, SEED).
+    """'imagenet' or 'hed-vgg16' -> (spec, None); 'random:SEED' or 'looks-linear:SEED' -> (kind, SEED).
 
     The one check of a weights spec, for ModelConfig and for StyleEncoder built directly."""
-    if spec == "imagenet":
+    if spec in FILE_VGG_KINDS:
         return spec, None
     kind, _, seed = spec.partition(":")
     if kind not in SEEDED_VGG_KINDS:
-        raise ValueError(f"vgg_weights must be 'imagenet', 'random:SEED' or 'looks-linear:SEED', not {spec!r}")
+        raise ValueError(f"vgg_weights must be 'imagenet', 'hed-vgg16', 'random:SEED' or 'looks-linear:SEED', "
+                         f"not {spec!r}")
     if not seed.isdigit():
         raise ValueError(f"vgg_weights {spec!r}: SEED must be a non-negative integer")
     return kind, int(seed)
@@ -40,7 +42,7 @@ class ModelConfig:
     blocks_per_level: int = 1  # residual blocks per encoder/decoder level
     mid_blocks: int = 4  # residual blocks at the mid level, where the style vector is added
     style_every_block: bool = True  # add the style vector before every mid block, not only the first
-    vgg_weights: str = "random:0"  # "imagenet" (torchvision), or offline and deterministic: "random:SEED" or "looks-linear:SEED"
+    vgg_weights: str = "random:0"  # "imagenet" (torchvision VGG19), "hed-vgg16" (`irodori weights`), or seeded VGG19: "random:SEED", "looks-linear:SEED"
     reference_size: int = 224  # the reference is resized to this square before VGG19
     guide_channels: int = 32  # width of the guide decoders' last layer (training only)
     residual_scale: float = 0.1  # init scale of each block's last conv: keeps an unnormalised deep net stable

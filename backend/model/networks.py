@@ -44,10 +44,11 @@ class StyleEncoder(nn.Module):
         self.pool = vgg.avgpool
         self.fc1 = vgg.classifier[0].to_empty(device="cpu")
         self.weights = weights
+        self._folded: dict[tuple[int, int, str], torch.Tensor] = {}  # fc1 folded over the pool, per map size
         self.load_weights(weights)
         self.requires_grad_(False)
         self.eval()
-        self.to(memory_format=torch.channels_last)  # ~1.5x faster VGG convs on CPU; values equal up to rounding
+        self.to(memory_format=torch.channels_last)  # faster VGG convs on CPU; values equal up to rounding
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.sha256 = weights_sha256(self)
@@ -66,11 +67,32 @@ class StyleEncoder(nn.Module):
     def train(self, mode: bool = True) -> "StyleEncoder":
         return super().train(False)  # frozen: never leave eval mode
 
-    def forward(self, reference: torch.Tensor) -> torch.Tensor:
-        """reference: (B,3,S,S) RGB in [0,1] -> raw fc1 activations (B,4096), before any ReLU."""
-        x = (reference - self.mean) / self.std
-        x = self.pool(self.features(x))
-        return self.fc1(torch.flatten(x, 1))
+    def forward(self, reference: torch.Tensor, fold_pool: bool = False) -> torch.Tensor:
+        """reference: (B,3,S,S) RGB in [0,1] -> raw fc1 activations (B,4096), before any ReLU.
+
+        fold_pool: under 224 px the adaptive pool only repeats a feature map smaller than 7x7, so fc1 can be
+        folded over that repeat once (`_folded_fc1`): the same result up to float rounding, with several times
+        less memory traffic (fc1 is 400 MB and dominates small references on CPU). Training folds. Inference
+        does not, so its pictures stay those the bundled demo model was checked with (folding moves one of
+        its nine sample pictures by a rounding step).
+        """
+        x = self.features((reference - self.mean) / self.std)
+        h, w = x.shape[-2:]
+        if fold_pool and h * w < 49:
+            folded = self._folded_fc1(h, w, x.device).to(x.dtype)
+            return F.linear(torch.flatten(x, 1), folded, self.fc1.bias.to(x.dtype))
+        return self.fc1(torch.flatten(self.pool(x), 1))
+
+    def _folded_fc1(self, h: int, w: int, device: torch.device) -> torch.Tensor:
+        """fc1 composed with the pool for an (h, w) feature map: (4096, channels * h * w), kept per size."""
+        key = (h, w, str(device))
+        if key not in self._folded:
+            fc1 = self.fc1.weight.detach().double()
+            cells = torch.eye(h * w, dtype=torch.float64, device=fc1.device).view(h * w, 1, h, w)
+            pool = self.pool(cells).reshape(h * w, -1)  # (hw, 49): how much each input cell feeds each pooled cell
+            folded = fc1.view(fc1.shape[0], -1, pool.shape[1]) @ pool.t()  # (4096, channels, hw)
+            self._folded[key] = folded.reshape(fc1.shape[0], -1).float().to(device)
+        return self._folded[key]
 
 
 def normalize_style(fc1: torch.Tensor) -> torch.Tensor:
@@ -110,9 +132,9 @@ def _looks_linear_vgg_init(encoder: StyleEncoder, seed: int) -> None:
     layer recombines them into B.h. Up to max-pooling the encoder is a random LINEAR map of the picture.
 
     Why: with independent random weights (`random:SEED`) sixteen ReLU layers wash out the differences between
-    pictures (a standardised fc1 vector is ~98% the same for any input), and small parts' colours (eyes,
+    pictures (a standardised fc1 vector is nearly the same for any input), and small parts' colours (eyes,
     collar, accessory) are lost before fc1. Mirrored pairs keep them: a ridge probe from fc1 to the synthetic
-    characters' part colours errs less (30.3 vs 34.5 CIE76 on 400 held-out characters at 64 px).
+    characters' part colours errs less (the figures are in docs/performance.md).
     """
     gen = torch.Generator().manual_seed(seed)
     half_in = 0  # 0: the previous layer is the RGB input itself, not a mirrored pair
@@ -231,7 +253,7 @@ class Generator(nn.Module):
         self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths[:-1], widths[1:]))
         self.style = nn.Linear(FC1_DIM, widths[-1])  # the paper's "dense 2048 layer above the fc1"
         # Per-dimension statistics of normalised fc1 over the training references (set by training, stored in
-        # the checkpoint). About 98% of a standardised fc1 vector is the same for every picture; removing the
+        # the checkpoint). Most of a standardised fc1 vector is the same for every picture; removing the
         # shared part makes the differences between references, the only thing worth following, full-scale.
         self.register_buffer("style_mean", torch.zeros(FC1_DIM))
         self.register_buffer("style_std", torch.ones(FC1_DIM))

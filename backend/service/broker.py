@@ -12,16 +12,15 @@ Worker protocol (each message starts with b"irodori-worker/1"):
     worker -> broker  READY {json: slots, heartbeat_s, info} | HEARTBEAT | REPLY key b"" reply... |
                       DRAINING (take no new work) | DISCONNECT
     broker -> worker  REQUEST key b"" request... | HEARTBEAT | DISCONNECT (register again)
+The frames are protocol constants (backend/protocol/constants.py); the command line is backend/tools/broker.py.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import itertools
 import json
 import logging
 import struct
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,8 +30,9 @@ import zmq
 
 from backend import __version__
 from backend import protocol as P
-from backend.service.server import (DISCONNECT, DRAINING, HEARTBEAT, READY, REPLY, REQUEST, WORKER_PROTO, Service,
-                            install_signal_handlers)
+from backend.protocol import DISCONNECT, DRAINING, HEARTBEAT, READY, REPLY, REQUEST, WORKER_PROTO
+from backend.service.base import Service, bind_router
+from backend.service.validate import parse_request, peek_id
 
 log = logging.getLogger("irodori.broker")
 DEFAULT_WORKER_ENDPOINT = "tcp://127.0.0.1:5718"
@@ -97,21 +97,9 @@ class Broker(Service):
 
     # ------------------------------------------------------------------------------ sockets
     def _socket(self, endpoint: str) -> zmq.Socket:
-        from backend.service import keys
-
         cfg = self.config
-        keys.check_bind(endpoint, cfg.curve_dir, cfg.insecure, "irodori broker")
-        sock = self._ctx.socket(zmq.ROUTER)
-        sock.linger = 0
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes)
-        sock.setsockopt(zmq.SNDHWM, 10000)
-        sock.setsockopt(zmq.RCVHWM, 10000)
-        if cfg.curve_dir:
-            keys.secure_server_socket(sock, cfg.curve_dir)
-            if self._auth is None:
-                self._auth = keys.start_authenticator(self._ctx, cfg.curve_dir)
-        sock.bind(endpoint)
+        sock, self._auth = bind_router(self._ctx, endpoint, cfg.curve_dir, cfg.insecure, cfg.max_message_bytes,
+                                       "irodori broker", self._auth)
         return sock
 
     def run(self) -> None:
@@ -186,7 +174,7 @@ class Broker(Service):
                                                                                   "version, header, payloads")])
             return
         version, header, payloads = frames[2].bytes, frames[3].buffer, frames[4:]
-        rid = P.peek_id(header)
+        rid = peek_id(header)
         op = None
         if version == P.VERSION_FRAME and len(header) <= P.MAX_HEADER_BYTES:
             try:
@@ -198,7 +186,7 @@ class Broker(Service):
             return
         if self._limits is not None:
             try:
-                P.parse_request(version, header, [len(f) for f in payloads], self._limits)
+                parse_request(version, header, [len(f) for f in payloads], self._limits)
             except P.IrodoriError as exc:
                 self._send(front, [client, b"", *P.error_frames(exc.request_id or rid, exc.code, exc.message)])
                 return
@@ -245,7 +233,7 @@ class Broker(Service):
                 self._bury(front, worker, "registered again")
             self._workers[wid] = Worker(wid, slots, hb, info, now + self._patience(hb))
             if self._limits is None and isinstance(info.get("limits"), dict):
-                self._limits = _Limits.from_info(info["limits"])
+                self._limits = P.Limits.from_info(info["limits"])
             log.info("worker %s ready (%d slots, %s); %d worker(s)", wid.hex(), slots,
                      info.get("model", {}).get("device", "?"), len(self._workers))
             return
@@ -328,60 +316,3 @@ class Broker(Service):
             if now >= w.next_heartbeat:
                 w.next_heartbeat = now + w.heartbeat_s
                 self._send(back, [w.identity, WORKER_PROTO, HEARTBEAT])
-
-
-@dataclass(frozen=True)
-class _Limits:
-    """The limits a worker reported in its info (same fields as backend.inference.imageio.Limits)."""
-
-    max_side: int
-    max_pixels: int
-    max_reference_pixels: int
-    max_encoded_bytes: int
-
-    @classmethod
-    def from_info(cls, d: dict) -> "_Limits | None":
-        try:
-            return cls(*(int(d[k]) for k in ("max_side", "max_pixels", "max_reference_pixels", "max_encoded_bytes")))
-        except (KeyError, TypeError, ValueError):
-            return None
-
-
-# ================================================================================================ CLI
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bind", default=P.DEFAULT_ENDPOINT, help="where clients connect (default %(default)s)")
-    p.add_argument("--workers", default=DEFAULT_WORKER_ENDPOINT,
-                   help="where `irodori serve --connect` workers connect (default %(default)s)")
-    p.add_argument("--heartbeat", type=float, default=1.0, help="heartbeat seconds (default %(default)s)")
-    p.add_argument("--liveness", type=int, default=5, help="missed heartbeats before a worker is dead")
-    p.add_argument("--queue-size", type=int, default=256, help="waiting requests before 'busy'")
-    p.add_argument("--wait-timeout", type=float, default=20.0,
-                   help="with no worker connected, seconds before waiting requests get 'no_workers' (default "
-                        "%(default)s)")
-    p.add_argument("--retries", type=int, default=1, help="times a dead worker's request is sent to another")
-    p.add_argument("--max-message-mb", type=float, default=1024.0, help="largest request accepted")
-    p.add_argument("--curve-dir", type=Path, help="CURVE keys from `irodori keys DIR` (needed beyond loopback)")
-    p.add_argument("--insecure", action="store_true", help="allow non-loopback binds without encryption")
-    p.add_argument("-v", "--verbose", action="store_true", help="log more")
-
-
-def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s irodori broker: %(message)s")
-    config = BrokerConfig(bind=args.bind, workers=args.workers, heartbeat_s=args.heartbeat,
-                          liveness=max(2, args.liveness), queue_size=max(1, args.queue_size),
-                          wait_timeout_s=args.wait_timeout, retries=max(0, args.retries),
-                          max_message_bytes=int(args.max_message_mb * 1024 ** 2), curve_dir=args.curve_dir,
-                          insecure=args.insecure)
-    broker = Broker(config)
-    install_signal_handlers(broker.stop)
-    try:
-        broker.run()
-    except ValueError as exc:
-        print(f"irodori broker: {exc}", file=sys.stderr)
-        return 2
-    except zmq.ZMQError as exc:
-        print(f"irodori broker: cannot bind: {exc}", file=sys.stderr)
-        return 1
-    log.info("stopped")
-    return 0

@@ -1,4 +1,5 @@
-"""`irodori keys DIR`: CURVE key pairs, and the rule that a server reachable from other machines needs them.
+"""CURVE key pairs (`irodori keys DIR`, backend/tools/keys.py), and the rule that a bind other machines can
+reach needs them.
 
 The protocol carries unencrypted pictures and has no passwords, so a server bound to anything but loopback
 would let anyone on the network use (and watch) it. CURVE (ZeroMQ's elliptic-curve encryption with client
@@ -11,11 +12,9 @@ Layout made here (never overwritten without --force):
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
 from backend.protocol import is_local_endpoint
@@ -101,25 +100,3 @@ def secure_client_socket(socket, curve_dir: Path, name: str = "client") -> None:
     socket.curve_serverkey = server_public
     socket.curve_publickey = public
     socket.curve_secretkey = secret
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", type=Path, help="folder for the keys (created; kept private)")
-    p.add_argument("--client", action="append", dest="clients", metavar="NAME",
-                   help="make and authorize a client key pair NAME (repeatable; default: client)")
-    p.add_argument("--force", action="store_true", help="replace existing key pairs")
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        directory = make_keys(args.dir, args.clients, args.force)
-    except ValueError as exc:
-        print(f"irodori keys: {exc}", file=sys.stderr)
-        return 2
-    names = args.clients or ["client"]
-    print(f"keys in {directory}:\n"
-          f"  server:  irodori serve --bind tcp://0.0.0.0:5717 --curve-dir {directory}\n"
-          f"  clients: copy server.key and NAME.key_secret to the client machine; in Python:\n"
-          f"           Client(endpoint, curve=CurveKeys.from_dir(DIR, client=NAME))   (needs pyzmq)\n"
-          f"  authorized clients: {', '.join(names)} (public keys in {directory / AUTHORIZED})")
-    return 0

@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from backend.inference.imageio import IMAGE_SUFFIXES, load_image, save_image
+from backend.inference.options import add_model_options
 from backend.inference.pipeline import OUTPUTS
 
 
@@ -22,10 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", action="append", choices=OUTPUTS, dest="outputs",
                    help="what to write (repeatable): color = layer to put under the line art (default), "
                         "flattened = colour x line art, flats = flat regions, shading = output minus flats")
-    p.add_argument("--checkpoint", type=Path, help="model folder (default: the bundled demo model)")
+    add_model_options(p, device_note=" (in-process only)", bf16=True)
     p.add_argument("--resolution", type=int, help="model resolution (long side); default: the model's own")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (in-process only)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (in-process only)")
     p.add_argument("--server", metavar="ENDPOINT", help="use a running `irodori serve` (e.g. tcp://127.0.0.1:5717)")
     p.add_argument("--jobs", type=int, default=4, help="requests kept in flight with --server")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request with --server")

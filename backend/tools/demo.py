@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from backend.inference.imageio import load_image, save_image, side_by_side
+from backend.inference.options import add_model_options
 
 SAMPLES = Path(__file__).resolve().parent.parent / "demo" / "samples"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for the pictures (default out/demo)")
-    p.add_argument("--checkpoint", type=Path, help="model folder (default: the bundled demo model)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    add_model_options(p)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -7,9 +7,9 @@ Scripter or kritarunner, `import irodori` gives the scripting API:
     irodori.colorize_selected(reference, document=None, nodes=None, ...) -> [Node]
     irodori.colorize_keyframes(document, line_node, reference, ...) -> Node (a group, one layer per keyframe)
 
-The protocol client (protocol.py) is copied in from backend/protocol.py when the plugin is built
-(`irodori plugin krita --zip DIR` or `--install`); the source tree does not hold a copy.
-Outside Krita (unit tests) only the pure modules (pixels, layers, settings, errors) are usable.
+The protocol package (irodori/protocol/) is a symbolic link to backend/protocol/ in the source tree; the
+build (`irodori plugin krita --zip DIR` or `--install`) copies its files in. Outside Krita (unit tests) only
+the pure modules (pixels, layers, settings, server_facts, errors, timeline, backend_process) are usable.
 """
 try:
     import krita as _krita
@@ -19,8 +19,8 @@ except ImportError:  # not inside Krita
 __version__ = "0.1.0"
 
 if _krita is not None:
-    from .api import (BatchError, Reference, backend_info, colorize_keyframes, colorize_layer,  # noqa: F401
-                      colorize_selected, resolve_reference)
+    from .api import BatchError, backend_info, colorize_keyframes, colorize_layer, colorize_selected  # noqa: F401
+    from .inputs import Reference, resolve_reference  # noqa: F401
     from .errors import InputError  # noqa: F401
     from .protocol import BackendUnavailable, IrodoriError  # noqa: F401
     from . import docker as _docker

@@ -10,7 +10,10 @@ per thread). A call blocks until the backend answers or `timeout` passes; the do
 from a worker thread instead, so Krita's window stays responsive.
 
 Pixels: an 8-bit RGBA document's layers come as B, G, R, A bytes; they are sent as Pixels(layout="BGRA")
-and the backend is asked to answer in BGRA, so nothing is converted in Python.
+(inputs.py) and the backend is asked to answer in BGRA, so nothing is converted in Python.
+
+References are scaled down before they are sent, to what the backend's model uses (server_facts, from the
+backend's `info`): each call below asks the backend for its `info` first.
 """
 from __future__ import annotations
 
@@ -22,127 +25,17 @@ from dataclasses import dataclass, field
 from krita import Document, Krita, Node
 
 from . import protocol
-from .errors import InputError, empty_layer, not_rgba8
+from .errors import InputError
+from .inputs import PIXEL_LAYERS, Reference, read_lineart, resolve_reference
 from .layers import insert_above, insert_below, same_node
-from .pixels import fit_within, is_transparent, layer_name, to_bgra
+from .pixels import layer_name, to_bgra
+from .protocol import DEFAULT_ENDPOINT
+from .qt import QtGui, QtWidgets, image_bytes, image_from_bgra
+from .server_facts import ServerFacts
+from .settings import DEFAULT_TIMEOUT, OUTPUT_CHOICES
 from .timeline import shown_keyframe
-from .qt import QtCore, QtGui, QtWidgets, image_bytes, image_from_bgra
 
-DEFAULT_ENDPOINT = protocol.DEFAULT_ENDPOINT
-DEFAULT_TIMEOUT = 120.0
-OUTPUTS = ("color", "flattened", "flats")
-MAX_REFERENCE_SIDE = 1024  # the style encoder sees the reference at ~224 px; more only costs transfer time
-MAX_REFERENCE_FILE_BYTES = 64 * 1024 * 1024
 MAX_KEYFRAMES = 5000
-PIXEL_LAYERS = ("paintlayer", "grouplayer", "vectorlayer", "filelayer", "clonelayer", "filllayer")
-STOP_CODES = ("unavailable", "shutting_down", "no_workers", "cancelled", "auth", "unsupported_version")
-
-
-# ------------------------------------------------------------------------------------------- inputs
-def check_rgba8(document: Document, node: Node | None = None) -> None:
-    """Line art must come from an 8-bit RGBA document and layer (what the BGRA fast path assumes)."""
-    if (document.colorModel(), document.colorDepth()) != ("RGBA", "U8"):
-        raise not_rgba8(f"The document \"{document.name() or 'untitled'}\"", document.colorModel(),
-                        document.colorDepth())
-    if node is not None and (node.colorModel(), node.colorDepth()) != ("RGBA", "U8"):
-        raise not_rgba8(f"The layer \"{node.name()}\"", node.colorModel(), node.colorDepth())
-
-
-def read_lineart(document: Document, node: Node, frame: int | None = None) -> protocol.Pixels:
-    """The layer's pixels over the whole canvas (so the result has the document's size) as BGRA Pixels."""
-    check_rgba8(document, node)
-    if node.type() not in PIXEL_LAYERS:
-        raise InputError("bad_layer", f"\"{node.name()}\" is a {node.type()}, not a layer with pixels. "
-                                      "Pick the line-art layer.")
-    w, h = document.width(), document.height()
-    if frame is not None:
-        data = bytes(node.pixelDataAtTime(0, 0, w, h, frame))
-    elif node.type() == "paintlayer":
-        data = bytes(node.pixelData(0, 0, w, h))
-    else:
-        data = bytes(node.projectionPixelData(0, 0, w, h))
-    if len(data) != w * h * 4:
-        raise InputError("bad_layer", f"Krita gave {len(data)} bytes for the {w}x{h} layer \"{node.name()}\"; "
-                                      "expected 8-bit RGBA.")
-    if is_transparent(data):
-        raise empty_layer(node.name(), frame)
-    return protocol.Pixels(w, h, "BGRA", data)
-
-
-@dataclass
-class Reference:
-    """What is sent as the reference: BGRA Pixels or encoded file bytes, and a name for the new layer."""
-    payload: object
-    name: str
-    thumbnail: object = None  # a QImage for the docker
-
-
-def _scaled_bgra(image: "QtGui.QImage", name: str) -> Reference:
-    image = image.convertToFormat(QtGui.QImage.Format.Format_ARGB32)
-    w, h = fit_within(image.width(), image.height(), MAX_REFERENCE_SIDE)
-    if (w, h) != (image.width(), image.height()):
-        image = image.scaled(w, h, QtCore.Qt.AspectRatioMode.IgnoreAspectRatio,
-                             QtCore.Qt.TransformationMode.SmoothTransformation)
-    data = image_bytes(image)
-    if is_transparent(data):
-        raise InputError("empty_reference", f"The reference \"{name}\" is empty (fully transparent). "
-                                            "Pick a layer, document or file with the colours to follow.")
-    return Reference(protocol.Pixels(w, h, "BGRA", data), name, image)
-
-
-def reference_from_node(node: Node) -> Reference:
-    rect = node.bounds()
-    if rect.isEmpty():
-        raise InputError("empty_reference", f"The reference layer \"{node.name()}\" is empty. Paint or paste "
-                                            "the reference picture into it, or pick another reference.")
-    if (node.colorModel(), node.colorDepth()) != ("RGBA", "U8"):
-        raise not_rgba8(f"The reference layer \"{node.name()}\"", node.colorModel(), node.colorDepth())
-    data = bytes(node.projectionPixelData(rect.x(), rect.y(), rect.width(), rect.height()))
-    return _scaled_bgra(image_from_bgra(data, rect.width(), rect.height()), node.name())
-
-
-def reference_from_document(document: Document) -> Reference:
-    document.waitForDone()
-    image = document.projection(0, 0, document.width(), document.height())
-    name = os.path.basename(document.fileName() or "") or document.name() or "document"
-    return _scaled_bgra(image, name)
-
-
-def reference_from_file(path: str | os.PathLike) -> Reference:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError("no_reference_file", f"The reference file {path} does not exist. Pick an image file.")
-    size = os.path.getsize(path)
-    if size > MAX_REFERENCE_FILE_BYTES:
-        raise InputError("too_large", f"The reference file is {size // 2**20} MiB; at most "
-                                      f"{MAX_REFERENCE_FILE_BYTES // 2**20} MiB. Use a smaller picture.")
-    with open(path, "rb") as f:
-        data = f.read()
-    thumb = QtGui.QImage()
-    thumb.loadFromData(data)
-    return Reference(data, os.path.basename(path), None if thumb.isNull() else thumb)
-
-
-def resolve_reference(reference) -> Reference:
-    """A Node, a Document, a file path, raw encoded bytes (PNG/JPEG/WebP), a QImage or a Reference."""
-    if isinstance(reference, Reference):
-        return reference
-    if isinstance(reference, Node):
-        return reference_from_node(reference)
-    if isinstance(reference, Document):
-        return reference_from_document(reference)
-    if isinstance(reference, QtGui.QImage):
-        return _scaled_bgra(reference, "image")
-    if isinstance(reference, (bytes, bytearray, memoryview)):
-        if not len(reference):
-            raise InputError("empty_reference", "The reference bytes are empty.")
-        if len(reference) > MAX_REFERENCE_FILE_BYTES:
-            raise InputError("too_large", "The reference image bytes are over 64 MiB. Use a smaller picture.")
-        return Reference(bytes(reference), "image")
-    if isinstance(reference, (str, os.PathLike)):
-        return reference_from_file(reference)
-    raise TypeError(f"reference must be a Node, a Document, a file path or image bytes, not "
-                    f"{type(reference).__name__}")
 
 
 # ------------------------------------------------------------------------------------------- batches
@@ -175,10 +68,11 @@ class Batch:
     _tmp: object = None
 
     def __post_init__(self) -> None:
-        if self.output not in OUTPUTS:
-            raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, not {self.output!r}")
-        if self.resolution is not None and not (32 <= int(self.resolution) <= 4096):
-            raise ValueError("resolution must be None (the model's own) or 32..4096")
+        if self.output not in OUTPUT_CHOICES:
+            raise ValueError(f"output must be one of {', '.join(OUTPUT_CHOICES)}, not {self.output!r}")
+        low, high = protocol.MIN_RESOLUTION, protocol.MAX_RESOLUTION
+        if self.resolution is not None and not (low <= int(self.resolution) <= high):
+            raise ValueError(f"resolution must be None (the model's own) or {low}..{high}")
 
     def job(self, i: int) -> dict:
         """The keyword arguments of Client.colorize for target i (reads its pixels; may raise InputError)."""
@@ -386,7 +280,7 @@ def run_batch(batch: Batch, endpoint: str = DEFAULT_ENDPOINT, timeout: float = D
             done += 1
             if isinstance(outcome, Exception):
                 batch.failures.append((batch.targets[i].label(), outcome))
-                if getattr(outcome, "code", "") in STOP_CODES:
+                if getattr(outcome, "code", "") in protocol.STOP_CODES:
                     stop = True
                     for c in clients:
                         c.cancel()
@@ -424,7 +318,8 @@ def colorize_layer(document: Document, line_node: Node, reference, endpoint: str
     protocol.BackendUnavailable when no backend answers within `timeout`, protocol.IrodoriError otherwise;
     no layer is added when it raises.
     """
-    batch = Batch(document, [Target(line_node)], resolve_reference(reference), output, resolution)
+    batch = Batch(document, [Target(line_node)], resolve_reference(reference, server_facts(endpoint, timeout)),
+                  output, resolution)
     run_batch(batch, endpoint, timeout, max_in_flight=1)
     if batch.failures:
         raise batch.failures[0][1]
@@ -442,7 +337,7 @@ def colorize_selected(reference, document: Document | None = None, nodes: list |
     document = document or Krita.instance().activeDocument()
     if document is None:
         raise InputError("no_document", "No document is open. Open the line art first.")
-    ref = resolve_reference(reference)
+    ref = resolve_reference(reference, server_facts(endpoint, timeout))
     nodes = list(nodes) if nodes is not None else selected_layers(document)
     if isinstance(reference, Node):
         nodes = [n for n in nodes if not same_node(n, reference)]
@@ -467,7 +362,7 @@ def colorize_keyframes(document: Document, line_node: Node, reference, endpoint:
     which only the frame under the timeline's cursor is visible. as_animation=True raises instead of falling
     back. Nothing is added until every frame is answered. Raises BatchError when some frames failed.
     """
-    ref = resolve_reference(reference)
+    ref = resolve_reference(reference, server_facts(endpoint, timeout))
     batch = Batch(document, keyframe_targets(document, line_node), ref, output, resolution, as_animation)
     run_batch(batch, endpoint, timeout, max_in_flight)
     if batch.failures:
@@ -479,3 +374,8 @@ def backend_info(endpoint: str = DEFAULT_ENDPOINT, timeout: float = 5.0) -> dict
     """The backend's `info` (model, device, limits); raises BackendUnavailable when nothing answers."""
     with protocol.Client(endpoint, timeout=timeout) as client:
         return client.info()
+
+
+def server_facts(endpoint: str = DEFAULT_ENDPOINT, timeout: float = 5.0) -> ServerFacts:
+    """The limits and reference size of the backend at `endpoint` (raises BackendUnavailable like a colorize)."""
+    return ServerFacts.from_info(backend_info(endpoint, timeout))

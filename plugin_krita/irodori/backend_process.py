@@ -1,7 +1,8 @@
 """Start `irodori serve` from a Python environment the user names, and stop it when Krita quits.
 
 No Qt or Krita here: the docker calls it and the unit tests run it against a fake Python.
-Only loopback endpoints are started: a backend for other machines is set up by hand (with CURVE keys).
+Only endpoints on this computer are started (protocol.is_local_endpoint, the one rule the client and the
+server use too): a backend for other machines is set up by hand, with CURVE keys.
 """
 from __future__ import annotations
 
@@ -11,14 +12,7 @@ import sys
 import tempfile
 import time
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
-
-
-def is_local_endpoint(endpoint: str) -> bool:
-    if not endpoint.startswith("tcp://"):
-        return False
-    host, _, port = endpoint[len("tcp://"):].rpartition(":")
-    return host in LOCAL_HOSTS and port.isdigit() and 0 < int(port) < 65536
+from . import protocol
 
 
 def python_executable(path: str, platform: str = sys.platform) -> str:
@@ -70,7 +64,7 @@ class BackendProcess:
     def start(self, python_path: str, endpoint: str, checkpoint: str = "") -> None:
         if self.running():
             return
-        if not is_local_endpoint(endpoint):
+        if not protocol.is_local_endpoint(endpoint):
             raise ValueError(f"Only a backend on this computer (tcp://127.0.0.1:PORT) can be started from Krita; "
                              f"{endpoint} is not one. Start that backend where it runs.")
         self.command = serve_command(python_executable(python_path), endpoint, checkpoint)

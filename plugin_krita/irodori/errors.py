@@ -23,7 +23,7 @@ def empty_layer(name: str, frame: int | None = None) -> InputError:
                                      "layer that holds the line art, or draw on this one first.")
 
 
-# What to tell the user for each protocol error code (backend.protocol.ERROR_CODES).
+# What to tell the user for each protocol error code (protocol.ERROR_CODES).
 _ADVICE = {
     "unavailable": "No Irodori backend answers at {endpoint}. Start it with `irodori serve` "
                    "(or press \"Start backend\" after setting the Python environment), then try again.",

@@ -8,19 +8,23 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Callable
 
+from .protocol import DEFAULT_ENDPOINT, OUTPUTS
+
 GROUP = "irodori"
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5717"  # the same as protocol.DEFAULT_ENDPOINT (a test checks it)
-OUTPUT_CHOICES = ("color", "flattened", "flats")
+# Every output the backend makes except "shading": that layer only reads right with a "Grain merge" blend
+# mode over the flats, which the plugin does not set up.
+OUTPUT_CHOICES = tuple(name for name in OUTPUTS if name != "shading")
 RESOLUTION_CHOICES = (0, 256, 512, 768, 1024)  # 0 = the model's own resolution
 REFERENCE_KINDS = ("layer", "document", "file")
 SCOPES = ("layer", "selected", "keyframes")
+DEFAULT_TIMEOUT = 120.0  # seconds to wait for one image, in the docker and the scripting API
 MAX_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True)
 class Settings:
     endpoint: str = DEFAULT_ENDPOINT
-    timeout: float = 120.0
+    timeout: float = DEFAULT_TIMEOUT
     output: str = "color"
     resolution: int = 0
     scope: str = "layer"

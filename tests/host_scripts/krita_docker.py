@@ -1,0 +1,134 @@
+"""Runs inside the full Krita app (the test kit's startup code) for tests/test_krita_plugin.py: the docker.
+
+With the plugin installed from its zip in a fresh profile, it colours a character through the docker's
+button (the network on the worker thread): first against a dead endpoint, then a slow backend it cancels,
+then the real backend. The test kit then photographs the screen; the test asserts on what is emitted.
+Inputs: IRODORI_DATA (character_lines.bgra, character_ref.bgra), IRODORI_SIZE and the endpoints.
+"""
+import os
+import sys
+import time
+
+from krita import Krita
+from PyQt5.QtWidgets import QApplication
+
+from irodori_testkit import emit
+
+
+k = Krita.instance()
+win = k.activeWindow()
+data = os.environ["IRODORI_DATA"]
+EP = os.environ["IRODORI_ENDPOINT"]
+
+
+def step(name):  # the last step reached, for the test's message if Krita crashes
+    with open(os.path.join(data, "steps.txt"), "a") as f:
+        f.write(name + "\n")
+
+
+slot_errors = []
+
+
+def log_exception(*exc_info):  # instead of Krita's modal error dialog, which would hang this test
+    import traceback
+    slot_errors.append("".join(traceback.format_exception(*exc_info)))
+    step("EXCEPTION " + slot_errors[-1])
+
+
+sys.excepthook = log_exception
+out = {"loaded": "irodori" in sys.modules, "slot_errors": slot_errors}
+import irodori  # noqa: E402  (after the check above: the plugin must already be loaded by Krita)
+out["plugin_file"] = irodori.__file__
+dockers = [d for d in k.dockers() if d.objectName() == "irodori_docker"]
+out["docker_found"] = len(dockers)
+
+
+def raw(name):
+    with open(os.path.join(data, name), "rb") as f:
+        return f.read()
+
+
+# --- the docker: colour a character through the button; the network runs on the worker thread
+step("docker")
+S = int(os.environ["IRODORI_SIZE"])
+doc = k.createDocument(S, S, "character", "RGBA", "U8", "", 72.0)
+root = doc.rootNode()
+ref = doc.createNode("reference", "paintlayer")
+root.addChildNode(ref, None)
+ref.setPixelData(raw("character_ref.bgra"), 0, 0, S, S)
+ref.setVisible(False)
+lines = doc.createNode("line art", "paintlayer")
+root.addChildNode(lines, None)
+lines.setPixelData(raw("character_lines.bgra"), 0, 0, S, S)
+win.addView(doc)
+doc.setActiveNode(lines)
+doc.refreshProjection()
+QApplication.processEvents()
+for other in k.dockers():  # room for the docker in the screenshot: keep only the Layers docker beside it
+    if other.objectName() not in ("KisLayerBox", "irodori_docker", "ToolBox"):
+        other.hide()
+docker = dockers[0]
+docker.show()
+docker.raise_()
+docker.refresh_layers()
+docker.kind_combo.setCurrentIndex(docker.kind_combo.findData("layer"))
+docker.ref_layer_combo.setCurrentIndex(docker.ref_layer_combo.findData(ref.uniqueId().toString()))
+docker.update_thumbnail()
+# first with nothing listening: a plain-words error in the docker, the offer to start a backend, no layer
+docker.endpoint_edit.setText(os.environ["IRODORI_DEAD_ENDPOINT"])
+docker._settings_changed()
+docker.colorize_button.click()
+deadline = time.monotonic() + 30
+while docker.worker is not None and time.monotonic() < deadline:
+    QApplication.processEvents()
+    time.sleep(0.01)
+out["dead"] = {"message": docker.message.text(), "start_offered": docker.start_button.isVisibleTo(docker),
+               "stack": [n.name() for n in root.childNodes()]}
+# a slow backend (5 s): Cancel stops waiting at once, and its late answer adds nothing
+docker.endpoint_edit.setText(os.environ["IRODORI_SLOW_ENDPOINT"])
+docker._settings_changed()
+docker.colorize_button.click()
+t0 = time.monotonic()
+while time.monotonic() - t0 < 0.5:
+    QApplication.processEvents()
+    time.sleep(0.01)
+docker.cancel_button.click()
+while docker.worker is not None and time.monotonic() - t0 < 30:
+    QApplication.processEvents()
+    time.sleep(0.01)
+cancelled_after = time.monotonic() - t0
+while time.monotonic() - t0 < 6:  # past the backend's answer
+    QApplication.processEvents()
+    time.sleep(0.01)
+out["cancel"] = {"message": docker.message.text(), "seconds": cancelled_after,
+                 "stack": [n.name() for n in root.childNodes()]}
+docker.endpoint_edit.setText(EP)
+docker._settings_changed()
+step("click")
+docker.colorize_button.click()
+out["worker_started"] = docker.worker is not None and docker.worker.isRunning()
+ticks, deadline = 0, time.monotonic() + 90
+while docker.worker is not None and time.monotonic() < deadline:
+    QApplication.processEvents()   # Krita's UI thread keeps running while the backend works
+    ticks += 1
+    time.sleep(0.01)
+step("check")
+docker.check_backend()
+deadline = time.monotonic() + 10
+while docker.checker.isRunning() and time.monotonic() < deadline:
+    QApplication.processEvents()
+    time.sleep(0.01)
+QApplication.processEvents()
+canvas = win.activeView().canvas()  # fit the picture into the canvas, which shrank when dockers changed
+canvas.setZoomLevel(canvas.zoomLevel() * 0.62)
+deadline = time.monotonic() + 1
+while time.monotonic() < deadline:
+    QApplication.processEvents()
+    time.sleep(0.01)
+g = docker.geometry()
+top_left = docker.mapToGlobal(docker.rect().topLeft())
+out["docker"] = {"message": docker.message.text(), "status": docker.status_label.text(), "ui_ticks": ticks,
+                 "stack": [n.name() for n in root.childNodes()], "visible": docker.isVisible(),
+                 "rect": [top_left.x(), top_left.y(), g.width(), g.height()],
+                 "saved_endpoint": k.readSetting("irodori", "endpoint", "")}
+emit(out)

@@ -1,0 +1,103 @@
+"""How the flats' regions hold on real drawings: figures on the shared anime faces, and the README's picture.
+
+`python -m training.regions_check faces ../shared/data/anime-faces-256 --count 200` makes line art from
+each face with the project's classical extractors (training/extract.py, default parameters) and reports,
+per extractor, the largest region's share of the canvas and the number of regions (the goals: no region
+over 60% of the canvas, at least 20 regions). The faces are training and evaluation input only: nothing
+made from them is written anywhere.
+
+`python -m training.regions_check picture docs/flats-sketch.png` draws the README's picture from a
+procedural sketch (training/sketches.py): line art | its regions in random colours | its flats.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from backend.inference.flats import flats, segment
+from training import extract
+
+EXTRACTORS = {"dilate": extract.dilate_diff, "xdog": extract.xdog, "highpass": extract.highpass}
+MAX_SHARE = 0.6  # the goals: no region over this share of the canvas ...
+MIN_REGIONS = 20  # ... and at least this many regions on every picture
+
+
+def face_line_art(path: Path, extractor: str) -> np.ndarray:
+    """(H, W) uint8 line art (255 = paper) of the colour picture at `path`."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        rgb = np.asarray(img.convert("RGB"), np.float32) / 255.0
+    return (np.clip(EXTRACTORS[extractor](rgb), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def region_stats(labels: np.ndarray) -> tuple[float, int]:
+    """(the largest region's share of the canvas, the number of regions)."""
+    return float(np.bincount(labels.ravel()).max() / labels.size), int(labels.max())
+
+
+def measure_faces(folder: Path, count: int, extractors: tuple[str, ...] = tuple(EXTRACTORS)) -> dict:
+    """Per extractor: the largest share and region count on each of the first `count` pictures, summed up."""
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count]
+    out = {}
+    for name in extractors:
+        shares, counts = zip(*(region_stats(segment(face_line_art(f, name))) for f in files))
+        shares, counts = np.array(shares), np.array(counts)
+        failing = (shares > MAX_SHARE) | (counts < MIN_REGIONS)
+        out[name] = {"pictures": len(files), "largest_share_max": float(shares.max()),
+                     "largest_share_median": float(np.median(shares)), "regions_min": int(counts.min()),
+                     "regions_median": float(np.median(counts)), "failing": int(failing.sum()),
+                     "failing_files": [files[i].name for i in np.flatnonzero(failing)]}
+    return out
+
+
+def picture(path: Path, seed: int = 3, size: int = 512) -> Path:
+    """Line art | regions in random colours | flats | flats under the line art, for a procedural sketch
+    with hatching and gaps. The colour the flats take stands in for a model's: each drawn shape gets a
+    colour, blurred and noisy."""
+    from PIL import Image, ImageFilter
+
+    from backend.inference.imageio import save_image, side_by_side
+    from training.sketches import draw_sketch
+
+    sketch = draw_sketch(seed, size, hatch_share=0.7)
+    labels = segment(sketch.line)
+    rng = np.random.default_rng(seed)
+    regions = rng.integers(40, 256, (int(labels.max()) + 1, 3), dtype=np.uint8)[labels]
+    palette = rng.integers(60, 250, (int(sketch.shapes.max()) + 1, 3), dtype=np.uint8)
+    palette[0] = (238, 236, 228)
+    colour = Image.fromarray(palette[sketch.shapes]).filter(ImageFilter.GaussianBlur(3))
+    colour = np.clip(np.asarray(colour, np.int16) + rng.normal(0, 6, (size, size, 3)), 0, 255).astype(np.uint8)
+    line = sketch.line if sketch.line.ndim == 2 else 255 - sketch.line[..., 3]
+    flat = flats(sketch.line, colour)
+    under = (flat * (line[..., None] / 255.0) + 0.5).astype(np.uint8)
+    return save_image(path, side_by_side([line, regions, flat, under], height=384))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.regions_check", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    f = sub.add_parser("faces", help="region figures on a folder of colour pictures")
+    f.add_argument("folder", type=Path)
+    f.add_argument("--count", type=int, default=200)
+    pic = sub.add_parser("picture", help="write the README's flats picture")
+    pic.add_argument("out", type=Path)
+    args = p.parse_args(argv)
+    if args.what == "picture":
+        print(f"wrote {picture(args.out)}")
+        return 0
+    if not args.folder.is_dir():
+        print(f"no folder {args.folder}", file=sys.stderr)
+        return 2
+    for name, r in measure_faces(args.folder, args.count).items():
+        print(f"{name:9s} {r['pictures']} pictures: largest region {r['largest_share_median']:.0%} median, "
+              f"{r['largest_share_max']:.0%} at most; regions {r['regions_median']:.0f} median, {r['regions_min']} "
+              f"at least; {r['failing']} miss a goal (> {MAX_SHARE:.0%} or < {MIN_REGIONS} regions)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
