@@ -211,12 +211,12 @@ def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig(), ink: Ink | No
     inradius = np.concatenate([inradius, np.zeros(n_labels - balls, np.float32)])
 
     # Step 3 and 4. Sizes count the pixels labelled so far (paper), so the lines do not make a piece big.
+    if n_labels < 1 << 16:
+        labels = labels.astype(np.uint16)  # the usual case: 16-bit labels, and fill_nearest's fast path
     size = label_counts(labels)
     size[0] = 0
     if n_labels == 0 or size.max(initial=0) == 0:
         return np.ones((H, W), np.int32)  # all ink: one region
-    if n_labels < 1 << 16:
-        labels = labels.astype(np.uint16)  # the usual case: 16-bit labels, and fill_nearest's fast path
     unknown = labels == 0
     if unknown.any():
         fill_nearest(labels, ~unknown, unknown)
@@ -233,5 +233,4 @@ def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig(), ink: Ink | No
     roots = roots[np.argsort(-total[roots], kind="stable")]
     renumber = np.zeros(len(table), np.int64)
     renumber[roots] = np.arange(1, len(roots) + 1)
-    final = renumber[table].astype(labels.dtype)
-    return np.take(final, labels).astype(np.int32, copy=False)
+    return np.take(renumber[table].astype(np.int32), labels)
