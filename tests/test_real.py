@@ -141,19 +141,23 @@ def test_hed_lines_trace_the_edges_and_leave_flat_areas_paper():
 
 def test_vgg16_style_encoder_pools_conv_statistics():
     need_weights()
-    from backend.model.vgg16 import STYLE_LAYERS, VGG16StyleEncoder
+    from backend.model.vgg16 import STYLE_DIM, STYLE_SPEC, VGG16StyleEncoder, spec_width
 
     enc = VGG16StyleEncoder()
     rgb, _ = _disc_picture(64)
     a = torch.from_numpy(rgb).permute(2, 0, 1)[None]
     b = a.flip(1)  # the same shapes in other colours
     out = enc(torch.cat([a, b]))
-    assert out.shape == (2, 4096) and len(STYLE_LAYERS) * 2 * 512 == 4096
+    assert out.shape == (2, 4096) and spec_width(STYLE_SPEC) == STYLE_DIM == 4096
     assert not torch.allclose(out[0], out[1])
     mirror = enc(a.flip(3))[0]  # pooled statistics: the layout matters less than the colours
     assert (mirror - out[0]).norm() < 0.5 * (out[1] - out[0]).norm()
     assert not any(p.requires_grad for p in enc.parameters()) and not enc.training
     assert VGG16StyleEncoder().sha256 == enc.sha256
+    other = (("conv1_2", 4, "meanstd"), ("conv2_2", 4, "mean"))  # also 4096 numbers, but another style vector
+    assert VGG16StyleEncoder(spec=other).sha256 != enc.sha256  # so a checkpoint cannot meet the wrong one
+    with pytest.raises(ValueError, match="4096"):
+        VGG16StyleEncoder(spec=(("conv5_3", 1, "mean"),))
 
 
 # ----------------------------------------------------------------------------------------- tiny model on real faces
@@ -167,24 +171,25 @@ def test_tiny_model_on_real_faces_runs_the_real_evaluation(tmp_path):
     from backend.tools.cli import main as irodori
     from training.config import load_config
     from training.data import TrainingData
-    from training.eval import colorizer_fn
+    from training.eval_models import colorizer_fn
     from training.eval_real import evaluate_images, pick_pictures
     from training.train import train
 
     subset = tmp_path / "faces"
     subset.mkdir()
-    for p in sorted(FACES.iterdir())[:24]:  # a handful, linked (never copied into the repository)
+    for p in sorted(FACES.iterdir())[:48]:  # a handful, linked (never copied into the repository)
         (subset / p.name).symlink_to(p)
     cfg = load_config(ROOT / "training" / "configs" / "real.json", [
-        f"--run_dir={tmp_path / 'run'}", "--steps=30", "--batch_size=4", "--progress=false", "--threads=1",
+        f"--run_dir={tmp_path / 'run'}", "--steps=400", "--batch_size=4", "--progress=false", "--threads=1",
         f"--data.folder={subset}", "--data.holdout=0.25", "--data.synth_ratio=0.25", "--data.workers=0",
         "--model.resolution=32", "--model.base_channels=8", "--model.channel_mults=[1,2,2]", "--model.mid_blocks=1",
         "--model.reference_size=32", "--model.guide_channels=8", "--data.crop_size=64", "--data.synth_size=48",
         "--disc.base_channels=8", "--disc.max_channels=32", "--disc.layers=3", "--style_calibration=16",
-        "--sample_every=1000", "--checkpoint_every=1000", "--log_every=10"])
+        "--sample_every=1000", "--checkpoint_every=1000", "--log_every=10", "--optim.lr_g=0.002",
+        "--optim.warmup_steps=10", "--loss.gan_start=50"])
     summary = train(cfg)
-    assert summary["step"] == 30 and np.isfinite(summary["scalars"]["train/l1"])
-    pictures = pick_pictures(subset, 8, holdout=0.25)
+    assert summary["step"] == 400 and np.isfinite(summary["scalars"]["train/l1"])
+    pictures = pick_pictures(subset, 16, holdout=0.25)
     trained = {p.name for p in TrainingData(cfg.data, cfg.model, cfg.seed).files}
     assert pictures and not trained & {p.name for p in pictures}  # evaluated on faces never trained on
     model = colorizer_fn(Colorizer(Path(summary["export"]), device="cpu"), 32, batch=8)
@@ -194,6 +199,8 @@ def test_tiny_model_on_real_faces_runs_the_real_evaluation(tmp_path):
           f"mean fill {result['rows']['mean_fill']['de00']:.2f}")
     assert set(result["rows"]) == {"model", "grey_reference", "mean_fill"}
     assert 0.0 <= result["ranking_accuracy"] <= 1.0 and all(np.isfinite(r["de00"]) for r in result["rows"].values())
+    # A few hundred steps already follow the reference: closer to the truth than with a grey reference.
+    assert result["rows"]["model"]["de00"] < result["rows"]["grey_reference"]["de00"] - 1.0, result["rows"]
     out = tmp_path / "eval-real.json"  # and the command itself
     assert irodori(["eval", "--checkpoint", summary["export"], "--images", str(subset), "--holdout", "0.25",
                     "--count", "4", "--cross", "2", "--device", "cpu", "--json", str(out)]) == 0

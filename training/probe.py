@@ -49,6 +49,10 @@ CANDIDATES: dict[str, tuple[tuple[str, int, str], ...]] = {
     "conv1_2 4x4 mean/std + conv3_3 2x2 mean/std": (("conv1_2", 4, "meanstd"), ("conv3_3", 2, "meanstd")),
     "conv3_3 2x2 means + conv4_3 2x2 means + conv5_3 mean/std": (("conv3_3", 2, "mean"), ("conv4_3", 2, "mean"),
                                                                  ("conv5_3", 1, "meanstd")),
+    "conv1_2 8x8 means": (("conv1_2", 8, "mean"),),
+    "conv1_2 4x4 mean/std + conv2_2 4x4 means": (("conv1_2", 4, "meanstd"), ("conv2_2", 4, "mean")),
+    "conv1_2 4x4 mean/std + conv2_2 2x2, conv3_3 mean/std + conv4_3 means": (
+        ("conv1_2", 4, "meanstd"), ("conv2_2", 2, "meanstd"), ("conv3_3", 1, "meanstd"), ("conv4_3", 1, "mean")),
 }
 
 
@@ -79,15 +83,19 @@ def faces_set(folder: Path, count: int, size: int) -> tuple[np.ndarray, np.ndarr
 
 
 @torch.no_grad()
-def features(refs: np.ndarray, vgg16: VGG16StyleEncoder, vgg19: StyleEncoder, batch: int = 16) -> dict[str, np.ndarray]:
+def features(refs: np.ndarray, vgg16: VGG16StyleEncoder, vgg19: StyleEncoder | None, batch: int = 16,
+             only: set[str] | None = None) -> dict[str, np.ndarray]:
     """Candidate name -> (N, dim) style vectors (one VGG16 pass per batch serves every candidate)."""
     out: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(refs), batch):
         x = torch.from_numpy(refs[start:start + batch]).permute(0, 3, 1, 2).float() / 255.0
         feats = vgg16.trunk(x, TAPS)
         for name, spec in CANDIDATES.items():
+            if only and name not in only:
+                continue
             out.setdefault(f"{name} [{spec_width(spec)}]", []).append(pool_features(feats, spec).numpy())
-        out.setdefault("vgg19 looks-linear:0 fc1 [4096]", []).append(vgg19(x, fold_pool=True).numpy())
+        if vgg19 is not None:
+            out.setdefault("vgg19 looks-linear:0 fc1 [4096]", []).append(vgg19(x, fold_pool=True).numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -111,11 +119,13 @@ def ridge_error(x: np.ndarray, y: np.ndarray, n_train: int) -> tuple[float, floa
     return err(fit_predict(slice(0, n_train), slice(n_train, None), best), y[n_train:]), best
 
 
-def probe(sets: dict[str, tuple[np.ndarray, np.ndarray]], n_train: int) -> dict[str, dict[str, float]]:
-    vgg16, vgg19 = VGG16StyleEncoder(), StyleEncoder("looks-linear:0")
+def probe(sets: dict[str, tuple[np.ndarray, np.ndarray]], n_train: int, only: set[str] | None = None,
+          vgg19: bool = True) -> dict[str, dict[str, float]]:
+    vgg16 = VGG16StyleEncoder()
+    vgg19_encoder = StyleEncoder("looks-linear:0") if vgg19 else None
     table: dict[str, dict[str, float]] = {}
     for set_name, (refs, y) in sets.items():
-        feats = features(refs, vgg16, vgg19)
+        feats = features(refs, vgg16, vgg19_encoder, only=only)
         baseline = float(np.linalg.norm((y[n_train:] - y[:n_train].mean(0)).reshape(len(y) - n_train, -1, 3), axis=2).mean())
         table.setdefault("(mean colour, no features)", {})[set_name] = baseline
         for name, x in feats.items():
@@ -130,13 +140,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=1000, help="pictures per set (4/5 train, 1/5 held out)")
     p.add_argument("--size", type=int, default=128, help="reference side in pixels")
     p.add_argument("--json", type=Path, help="also write the table here")
+    p.add_argument("--only", action="append", help="probe only this candidate (repeatable; names as in CANDIDATES)")
+    p.add_argument("--no-vgg19", action="store_true", help="leave out the VGG19 row (the slowest)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     n_train = args.count * 4 // 5
     sets = {"synth": synth_set(args.count, args.size)}
     if args.faces:
         sets["faces"] = faces_set(args.faces, args.count, args.size)
-    table = probe(sets, n_train)
+    table = probe(sets, n_train, set(args.only or []) or None, not args.no_vgg19)
     names = list(sets)
     print(f"{'style vector':40s} " + " ".join(f"{n:>8s}" for n in names) + "   (held-out CIE76, lower is better)")
     for name, row in sorted(table.items(), key=lambda kv: sum(kv[1].values())):

@@ -59,6 +59,8 @@ class StyleEncoder(nn.Module):
             _seeded_vgg_init(self, seed)
         elif kind == "looks-linear":
             _looks_linear_vgg_init(self, seed)
+        elif kind != "imagenet":
+            raise ValueError(f"vgg_weights {weights!r} is not a VGG19: build it with shared_style_encoder()")
         else:
             state = _imagenet_state_dict()
             self.features.load_state_dict({k[9:]: v for k, v in state.items() if k.startswith("features.")})
@@ -195,6 +197,10 @@ def shared_style_encoder(weights: str, device: str | torch.device = "cpu") -> St
 
 @functools.lru_cache(maxsize=4)
 def _shared_style_encoder(weights: str, device: str) -> StyleEncoder:
+    if device == "cpu" and weights == "hed-vgg16":  # VGG16 with HED's weights: pooled conv statistics
+        from backend.model.vgg16 import VGG16StyleEncoder
+
+        return VGG16StyleEncoder()  # type: ignore[return-value]  (the same interface: forward, weights, sha256)
     if device == "cpu":
         return StyleEncoder(weights)
     return copy.deepcopy(_shared_style_encoder(weights, "cpu")).to(device)  # no second random init or download

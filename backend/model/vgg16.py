@@ -206,9 +206,13 @@ class VGG16Trunk(nn.Module):
 
 # ----------------------------------------------------------------------------------------- style encoder
 # (layer, grid, stats): the layer's activations averaged over a grid x grid partition of the picture, as the
-# channel means ("mean") or means and standard deviations ("meanstd") per cell. Chosen with training/probe.py.
-STYLE_SPEC: tuple[tuple[str, int, str], ...] = (("conv4_3", 1, "meanstd"), ("conv5_3", 1, "meanstd"),
-                                                 ("conv3_3", 2, "meanstd"))
+# channel means ("mean") or means and standard deviations ("meanstd") per cell.
+# Chosen with training/probe.py (a ridge probe from the style vector to the reference's colours): conv1_2's 64
+# channels on an 8 x 8 grid told both the synthetic part colours and the real faces' colour layout best of
+# every VGG16 pooling tried, deep layers (conv4/conv5 statistics) worst: ImageNet features are made to
+# ignore colour. It also runs only the first two convs. The grid is coarse (a cell is 1/8 of the side) and
+# the reference is augmented (crop, rotation, warp, flip), so it gives where colours are, not the drawing.
+STYLE_SPEC: tuple[tuple[str, int, str], ...] = (("conv1_2", 8, "mean"),)
 STYLE_DIM = 4096  # the width of VGG19's fc1: the generator, discriminator and calibration take it unchanged
 
 
@@ -233,9 +237,9 @@ def pool_features(feats: dict[str, torch.Tensor], spec: tuple[tuple[str, int, st
 class VGG16StyleEncoder(nn.Module):
     """Frozen VGG16 (HED weights) -> pooled conv statistics (STYLE_SPEC), 4096 numbers like VGG19's fc1.
 
-    There is no fc layer in these weights, so the summary is made of channel statistics; a coarse grid keeps
-    some of the layout (which colour is at the top of the picture, which at the bottom), which the ridge probe
-    found the colours need."""
+    There is no fc layer in these weights, so the summary is made of pooled channel statistics; a coarse grid
+    keeps some of the layout (which colour is at the top of the picture, which at the bottom), which the
+    ridge probe found the colours need."""
 
     def __init__(self, tensors: dict[str, torch.Tensor] | None = None,
                  spec: tuple[tuple[str, int, str], ...] = STYLE_SPEC) -> None:

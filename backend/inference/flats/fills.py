@@ -71,13 +71,13 @@ def plan_votes(labels: np.ndarray, vote: np.ndarray | None = None, stride: int |
     check_image(labels, "labels", None)
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"labels must be integers, got {labels.dtype}")
-    lowest = int(labels.min())
-    if lowest < 0 or labels.max() > labels.size:
+    lowest, highest = int(labels.min()), int(labels.max())  # one pass each over the canvas, not one per use
+    if lowest < 0 or highest > labels.size:
         raise ValueError("labels must be in 0..H*W; pass segment()'s output or relabel consecutively")
     if vote is not None and (not isinstance(vote, np.ndarray) or vote.shape != labels.shape or vote.dtype != bool):
         raise ValueError(f"vote must be a bool array of shape {labels.shape}")
-    labels = labels.astype(np.int64 if labels.max() >= 1 << 31 else np.int32, copy=False)
-    n = int(labels.max()) + 1  # labels 0..n-1
+    labels = labels.astype(np.int64 if highest >= 1 << 31 else np.int32, copy=False)
+    n = highest + 1  # labels 0..n-1
     H, W = labels.shape
 
     # Which pixels vote: the strided grid's voters in regions big enough, every pixel elsewhere.

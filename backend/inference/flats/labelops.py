@@ -8,11 +8,19 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 
-def components(mask: np.ndarray) -> tuple[int, np.ndarray]:
+def components(mask: np.ndarray, compact: bool = False) -> tuple[int, np.ndarray]:
     """4-connected components of a bool mask: (count, int32 labels 0..count with 0 = outside the mask).
 
     OpenCV's labelling (Spaghetti/SAUF decision trees) is several times faster than scipy.ndimage.label on
-    large canvases; both give the same partition."""
+    large canvases; both give the same partition. `compact`: uint16 labels where they fit (half the memory
+    to write and read on a full canvas); OpenCV raises when its provisional labels overflow 16 bits, and
+    the labelling is then done again in 32 bits."""
+    if compact:
+        try:
+            n, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_16U)
+            return n - 1, labels
+        except cv2.error:
+            pass
     n, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
     return n - 1, labels
 
@@ -92,7 +100,9 @@ MERGE_ROUNDS = 16  # a small piece merged into a small piece goes on merging
 FAINT_STEP = 32  # lines whose darkness differs by less than this count as equally faint
 INKED_SHARE = 0.5  # a border is a line where this share of it has ink on a side (else it is a closed gap)
 FAINT_SHARE = 0.7  # a thin region merges only across a line this much fainter than its darkest border
-FAINT_SPREAD, FAINT_SLACK = 1.5, 4  # ... and about as faint as its faintest: up to 1.3 x that + 4
+HATCH_BORDER = 0.5  # two larger groups merge across a line under this share of each one's border ...
+BAND_SHARE = 0.5  # ... and at most this share as dark as the rest of their lines, on average
+FAINT_SPREAD, FAINT_SLACK = 1.2, 4  # ... and about as faint as its faintest: up to 1.3 x that + 4
 
 
 def _borders(labels: np.ndarray, involved: np.ndarray, ink_dark: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -101,24 +111,38 @@ def _borders(labels: np.ndarray, involved: np.ndarray, ink_dark: np.ndarray) -> 
     (ink_dark > 0: the rest cross a closed gap), and the sum of the darker side's darkness over those."""
     H, W = labels.shape
     flat, dark = labels.ravel(), ink_dark.ravel()
+    every = bool(involved.all())
     first, second = [], []
-    for differ, step, across in ((labels[:, 1:] != labels[:, :-1], 1, True), (labels[1:] != labels[:-1], W, False)):
-        if not differ.size:
+    for right, left, step, across in ((labels[:, 1:], labels[:, :-1], 1, True), (labels[1:], labels[:-1], W, False)):
+        if not right.size:
             continue
-        k = np.flatnonzero(differ)
+        # OpenCV's comparison of the two shifted views (uint16 or int32 labels, as segment() has them) is
+        # several times faster than numpy's; its 255s become a proper bool mask.
+        k = np.flatnonzero(cv2.bitwise_and(cv2.compare(right, left, cv2.CMP_NE), 1).view(bool))
         p = k + k // (W - 1) if across else k  # the flat index of the pair's first pixel
-        la, lb = np.take(flat, p), np.take(flat, p + step)
-        keep = np.flatnonzero(np.take(involved, la) | np.take(involved, lb))
-        first.append(np.take(p, keep))
-        second.append(np.take(p, keep) + step)
+        if not every:
+            p = p[np.take(involved, np.take(flat, p)) | np.take(involved, np.take(flat, p + step))]
+        first.append(p)
+        second.append(p + step)
     p, q = np.concatenate(first), np.concatenate(second)
-    la, lb = np.take(flat, p).astype(np.int64), np.take(flat, q).astype(np.int64)
-    dk = np.maximum(np.take(dark, p), np.take(dark, q))
+    la, lb = np.take(flat, p), np.take(flat, q)
     n = len(involved)
-    keys, inverse, length = np.unique(np.minimum(la, lb) * n + np.maximum(la, lb), return_inverse=True,
-                                      return_counts=True)
-    inked = np.bincount(inverse, weights=dk > 0, minlength=len(keys))
-    darkness = np.bincount(inverse, weights=dk, minlength=len(keys))
+    key_type = np.uint32 if n * n < 1 << 32 else np.uint64
+    key = np.minimum(la, lb).astype(key_type) * key_type(n) + np.maximum(la, lb)
+    # One sort of (pair, darkness) packed in 64 bits (pairs < n^2 <= 2^52, as n <= MAX_PIXELS) gives every
+    # pair's run of pixel edges; faster than np.unique's argsort and three weighted counts.
+    packed = (key.astype(np.uint64) << np.uint64(8)) | np.maximum(np.take(dark, p), np.take(dark, q))
+    packed.sort()
+    if not len(packed):  # one region: no borders
+        none = np.zeros(0, np.int64)
+        return none, none, none, none, none
+    pair = packed >> np.uint64(8)
+    start = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+    dk = (packed & np.uint64(255)).astype(np.int64)
+    keys = pair[start].astype(np.int64)
+    length = np.diff(np.r_[start, len(pair)])
+    inked = np.add.reduceat((dk > 0).astype(np.int64), start)
+    darkness = np.add.reduceat(dk, start)
     return keys // n, keys % n, length, inked, darkness
 
 
@@ -152,7 +176,10 @@ def merge_small(labels: np.ndarray, ink_dark: np.ndarray, size: np.ndarray, limi
     parent = np.arange(n)
     if not ((size < limit) | ((inradius <= thin) & (size < thin_cap))).any():
         return parent
-    a, b, length, inked, darkness = _borders(labels, (size < limit) | (inradius <= thin), ink_dark)
+    involved = (size < limit) | (inradius <= thin)
+    if (involved & (inradius <= thin)).any():  # hatching: every border counts (each side's whole outline)
+        involved[:] = True
+    a, b, length, inked, darkness = _borders(labels, involved, ink_dark)
     for _ in range(MERGE_ROUNDS):
         total = np.bincount(parent, weights=size, minlength=n)
         lowest, widest = np.full(n, np.inf), np.zeros(n)
@@ -166,11 +193,22 @@ def merge_small(labels: np.ndarray, ink_dark: np.ndarray, size: np.ndarray, limi
         keys, inverse = np.unique(lo * n + hi, return_inverse=True)
         shared = np.bincount(inverse, weights=length[apart])
         inked_len = np.bincount(inverse, weights=inked[apart])
-        mean_dark = np.bincount(inverse, weights=darkness[apart]) / np.maximum(inked_len, 1)
+        dark_sum = np.bincount(inverse, weights=darkness[apart])
+        mean_dark = dark_sum / np.maximum(inked_len, 1)
         mean_dark[inked_len < INKED_SHARE * shared] = np.inf  # (mostly) through a gap: no line, not a faint one
         lo, hi = keys // n, keys % n
         src, dst = np.concatenate([lo, hi]), np.concatenate([hi, lo])
         w, mean_dark = np.concatenate([shared, shared]), np.concatenate([mean_dark, mean_dark])
+        inked2, dark2 = np.concatenate([inked_len, inked_len]), np.concatenate([dark_sum, dark_sum])
+        # A band of hatching between two larger groups: a short stretch of their outlines (under
+        # HATCH_BORDER of each), drawn clearly fainter than the rest of each one's lines.
+        g_len = np.bincount(src, weights=w, minlength=n)
+        other_inked = np.bincount(src, weights=inked2, minlength=n)[src] - inked2
+        other_dark = (np.bincount(src, weights=dark2, minlength=n)[src] - dark2) / np.maximum(other_inked, 1)
+        hatch = np.isfinite(mean_dark) & (other_inked > 0) & (mean_dark <= BAND_SHARE * other_dark) \
+            & (w < HATCH_BORDER * g_len[src])
+        m = len(lo)
+        band = hatch[:m] & hatch[m:]
         darkest, faintest = np.zeros(n), np.full(n, np.inf)
         np.maximum.at(darkest, src, np.where(np.isfinite(mean_dark), mean_dark, 0))
         np.minimum.at(faintest, src, mean_dark)
@@ -187,8 +225,11 @@ def merge_small(labels: np.ndarray, ink_dark: np.ndarray, size: np.ndarray, limi
         # Thin groups: every neighbour across a clearly fainter line.
         faint = mean_dark <= np.minimum(FAINT_SHARE * darkest[src], FAINT_SPREAD * faintest[src] + FAINT_SLACK)
         across = ~pick & is_thin[src] & faint & ~is_small[dst]  # a small one picks its own neighbour
-        join_src = np.concatenate([s_src[first], src[across]])
+        join_src, join_dst = np.concatenate([s_src[first], src[across]]), np.concatenate([s_dst[first], dst[across]])
+        if not len(join_src):  # the small and thin pieces are settled: the groups either side of hatching
+            band &= ~is_small[lo] & ~is_small[hi] & ~is_thin[lo] & ~is_thin[hi]
+            join_src, join_dst = lo[band], hi[band]
         if not len(join_src):
             break
-        parent = _union(parent, join_src, np.concatenate([s_dst[first], dst[across]]))
+        parent = _union(parent, join_src, join_dst)
     return parent

@@ -89,18 +89,21 @@ def _distance(ink: np.ndarray) -> np.ndarray:
     return dist[1:-1, 1:-1]
 
 
-def _region_of(labels: np.ndarray, comps: np.ndarray, n_labels: int) -> np.ndarray:
+def _region_of(labels: np.ndarray, comps: np.ndarray, n_labels: int, f: int = 1) -> np.ndarray:
     """The component each region lies in (every region lies inside exactly one), index = region.
 
-    A scatter from every 4th row and column finds most (every pixel of a region writes the same
-    component), then one pass picks up the regions the grid missed (thin or tiny ones)."""
+    `labels` may be the coarse canvas's (shrunk by f, as the ball levels leave them): the pixel (y, x)
+    there is (f y, f x) on the full canvas, inside its coarse pixel. A scatter from every 4th row and
+    column finds most (every pixel of a region writes the same component), then one pass picks up the
+    regions the grid missed (thin or tiny ones)."""
     comp_of = np.zeros(n_labels + 1, np.int32)
-    comp_of[labels[::4, ::4].ravel()] = comps[::4, ::4].ravel()
+    comp_of[labels[::4, ::4].ravel()] = comps[::4 * f, ::4 * f].ravel()
     missed = comp_of == 0
     missed[0] = False
     if missed.any():
         at = np.flatnonzero(np.take(missed, labels))
-        comp_of[np.take(labels, at)] = np.take(comps, at)
+        y, x = np.divmod(at, labels.shape[1])
+        comp_of[np.take(labels, at)] = comps[y * f, x * f]
     comp_of[0] = 0
     return comp_of
 
@@ -131,35 +134,43 @@ def _grow(labels: np.ndarray, allowed: np.ndarray, steps: int) -> None:
 
 
 def _level(labels: np.ndarray, n_labels: int, centres: np.ndarray, steps: int, min_new: int = 0,
-           corridors: bool = False) -> tuple[np.ndarray, int]:
+           corridors: bool = False, coarse: tuple[np.ndarray, int] | None = None) -> tuple[np.ndarray, int]:
     """One level of step 2 (module doc): the labels after `centres` and the number of regions. New
     regions need `min_new` centre pixels; the new pixels of a component holding several regions go to
     the region that reaches them first (up to `steps` px away); `corridors`: what those steps leave
-    becomes regions of its own."""
-    n, comps = components(centres)
-    comp_of = _region_of(labels, comps, n_labels)
+    becomes regions of its own. `coarse`: (the labels on the coarse canvas, its factor) when `labels` are
+    their upscale (the paper level): the regions' components are then looked up there, on 1/f^2 of
+    the pixels. uint16 labels stay uint16 while the regions fit."""
+    n, comps = components(centres, compact=labels.dtype == np.uint16)
+    comp_of = _region_of(labels, comps, n_labels) if coarse is None else _region_of(*coarse[:1], comps, n_labels,
+                                                                                     coarse[1])
     held = np.bincount(comp_of[1:], minlength=n + 1)
     rep = np.zeros(n + 1, np.int32)
     rep[comp_of[1:]] = np.arange(1, n_labels + 1, dtype=np.int32)  # a component's only region, where it has one
     new = held == 0
     new[0] = False
     if min_new > 1:  # a speck of centres in a narrow place is no region yet: a smaller ball finds it whole
-        new &= np.bincount(comps.ravel(), minlength=n + 1) >= min_new
+        new &= (label_counts(comps) if comps.dtype == np.uint16 else np.bincount(comps.ravel(), minlength=n + 1)) \
+            >= min_new
     fresh = np.flatnonzero(new)
     rep[fresh] = n_labels + 1 + np.arange(len(fresh), dtype=np.int32)
     shared = held > 1
     rep[shared] = 0
     rep[0] = 0
+    n_labels += len(fresh)
+    if labels.dtype == np.uint16 and n_labels < 1 << 16:
+        rep = rep.astype(np.uint16)
     out = np.take(rep, comps)
     np.maximum(out, labels, out=out)
-    n_labels += len(fresh)
     if shared.any() and steps > 0:
         # Unlabelled centres lie in components with several regions (the others took a label above).
         _grow(out, (out == 0) & centres, steps)
         if corridors:
             left = (out == 0) & centres
             n_left, strips = components(left)
-            np.add(out, strips + n_labels, out=out, where=strips > 0)
+            if out.dtype == np.uint16 and n_labels + n_left >= 1 << 16:
+                out = out.astype(np.int32)
+            np.add(out, strips + n_labels, out=out, where=strips > 0, casting="unsafe")  # the sums fit out's type
             n_labels += n_left
     return out, n_labels
 
@@ -186,7 +197,7 @@ def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig(), ink: Ink | No
     n_labels = 0
     if radii:
         dist = _distance(_shrink_ink(mask, f))
-        labels = np.zeros(dist.shape, np.int32)
+        labels = np.zeros(dist.shape, np.uint16)  # 16-bit while the regions fit (see _level)
         previous = radii[0]
         for r in radii:
             rc = r / f
@@ -199,20 +210,24 @@ def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig(), ink: Ink | No
         np.maximum.at(inradius, labels.ravel(), dist.ravel())
         inradius *= f
         del dist
-        if f > 1:
-            size_up = (labels.shape[1] * f, labels.shape[0] * f)
-            labels = np.ascontiguousarray(cv2.resize(labels, size_up, interpolation=cv2.INTER_NEAREST)[:H, :W])
+    # 16-bit labels while they fit (the usual case): half the memory traffic of 32-bit ones.
+    coarse = (labels, f) if radii else None
+    if n_labels < (1 << 16) - 1:
+        labels = labels.astype(np.uint16)
+    if f > 1 and radii:
+        size_up = (labels.shape[1] * f, labels.shape[0] * f)
+        labels = np.ascontiguousarray(cv2.resize(labels, size_up, interpolation=cv2.INTER_NEAREST)[:H, :W])
     if labels.shape != (H, W):
-        labels = np.zeros((H, W), np.int32)
+        labels = np.zeros((H, W), labels.dtype)
     balls = n_labels
-    labels, n_labels = _level(labels, n_labels, ~mask, 2)  # radius 0: the paper itself
+    labels, n_labels = _level(labels, n_labels, ~mask, 2, coarse=coarse)  # radius 0: the paper itself
     born.append(np.zeros(n_labels - balls))
     radius = np.concatenate(born)
     inradius = np.concatenate([inradius, np.zeros(n_labels - balls, np.float32)])
 
     # Step 3 and 4. Sizes count the pixels labelled so far (paper), so the lines do not make a piece big.
     if n_labels < 1 << 16:
-        labels = labels.astype(np.uint16)  # the usual case: 16-bit labels, and fill_nearest's fast path
+        labels = labels.astype(np.uint16, copy=False)  # the usual case: 16-bit labels, and fill_nearest's fast path
     size = label_counts(labels)
     size[0] = 0
     if n_labels == 0 or size.max(initial=0) == 0:
