@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from backend.model.config import ModelConfig, from_dict, to_dict
 from backend.model.networks import Generator, shared_style_encoder
+from backend.model.tensorfile import read_tensors
 
 FORMAT = "irodori-generator"
 FORMAT_VERSION = 1
@@ -93,12 +93,8 @@ def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu", c
     if style.get("weights") != config.vgg_weights or not isinstance(style.get("sha256"), str):
         raise CheckpointError(f"{directory / CONFIG_FILE}: style_encoder must name weights {config.vgg_weights!r} and a sha256")
     weights_path = directory / WEIGHTS_FILE
-    if not weights_path.is_file():
-        raise CheckpointError(f"{weights_path} is missing")
-    try:
-        tensors = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{weights_path} cannot be read ({exc}); the file is corrupted or truncated") from exc
+    tensors = read_tensors(weights_path, CheckpointError, f"{weights_path} is missing",
+                           "the file is corrupted or truncated")
     generator = Generator(config)
     expected = generator.state_dict()
     missing = sorted(set(expected) - set(tensors))

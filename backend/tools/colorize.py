@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from backend.inference.imageio import IMAGE_SUFFIXES, load_image, save_image
 from backend.inference.options import add_model_options
+from backend.protocol import DEFAULT_ENDPOINT
 from backend.inference.pipeline import OUTPUTS
 
 
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "flattened = colour x line art, flats = flat regions, shading = output minus flats")
     add_model_options(p, device_note=" (in-process only)", bf16=True)
     p.add_argument("--resolution", type=int, help="model resolution (long side); default: the model's own")
-    p.add_argument("--server", metavar="ENDPOINT", help="use a running `irodori serve` (e.g. tcp://127.0.0.1:5717)")
+    p.add_argument("--server", metavar="ENDPOINT", help=f"use a running `irodori serve` (e.g. {DEFAULT_ENDPOINT})")
     p.add_argument("--jobs", type=int, default=4, help="requests kept in flight with --server")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request with --server")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
