@@ -557,9 +557,9 @@ def test_real_looking_drawings_each_shape_is_one_region(seed):
     _assert_regions_follow_the_shapes(sketch, segment(sketch.line))
 
 
-# Seed 12 is left out: its faintest hatching is broken into dashes by the paper grain, and the pieces between
-# the dashes are blobs too wide to be thin and too big to be small, so they stay regions of their own (14 of
-# 192 hatched drawings still fail one way or another: README, "Flats").
+# Seed 12 is left out: its faintest hatching is broken into dashes by the paper grain, and the groups of tiny
+# pieces in the middle of it have no line clearly fainter than their darkest round them, so they stay regions
+# of their own (14 of 192 hatched drawings still fail one way or another: README, "Flats").
 @pytest.mark.parametrize("seed", [s for s in range(24) if s != 12])
 def test_hatching_does_not_shred_a_shape(seed):
     # Hatching inside some shapes (drawn lighter than their outlines): still every shape one region and no

@@ -102,7 +102,7 @@ INKED_SHARE = 0.5  # a border is a line where this share of it has ink on a side
 FAINT_SHARE = 0.7  # a thin region merges only across a line this much fainter than its darkest border
 HATCH_BORDER = 0.5  # two larger groups merge across a line under this share of each one's border ...
 BAND_SHARE = 0.5  # ... and at most this share as dark as the rest of their lines, on average
-FAINT_SPREAD, FAINT_SLACK = 1.2, 4  # ... and about as faint as its faintest: up to 1.3 x that + 4
+FAINT_SPREAD, FAINT_SLACK = 1.2, 4  # ... and about as faint as its faintest: up to 1.2 x that + 4
 
 
 def _borders(labels: np.ndarray, involved: np.ndarray, ink_dark: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -170,6 +170,11 @@ def merge_small(labels: np.ndarray, ink_dark: np.ndarray, size: np.ndarray, limi
       with every neighbour across a line about as faint as its faintest border and clearly fainter than
       its darkest: hatching is drawn lighter than the outlines round it, and the strips of a band of
       hatching join the areas on both sides of it. A thin shape drawn all round with one line stays.
+    - Once no small or thin group merges any more, two other groups merge across a line that is a short
+      stretch of both their borders (under HATCH_BORDER of each) and clearly fainter than the rest of their
+      lines (BAND_SHARE of their mean darkness): the areas either side of a band of hatching, which the
+      strips could not join because a group with a wide member is no longer thin. A shape drawn inside
+      another is all border to it, and stays.
     Merged regions form a group, small or thin while its total size and its members allow, that goes on
     merging. The table maps each label to its group's root (its highest label)."""
     n = len(size)

@@ -22,7 +22,7 @@ Trapped-ball filling (Zhang et al. 2009) with decreasing ball radii, done for al
    half way across them.
 4. Small pieces (stray marks, the narrow leftovers no ball fits) and thin ones (the strips between
    hatching strokes) merge into a neighbour (labelops.merge_small): the one they share the most border
-   with, across the faintest line.
+   with, across the faintest line; then the areas either side of a band of hatching merge.
 
 The largest radius follows the picture: gaps scale with the line width and the canvas size (a drawing
 scanned larger has larger gaps). On large canvases the ball levels run on a canvas shrunk by 2 or 4 (a
