@@ -557,10 +557,12 @@ def test_real_looking_drawings_each_shape_is_one_region(seed):
     _assert_regions_follow_the_shapes(sketch, segment(sketch.line))
 
 
-# Seed 12 is left out: its faintest hatching is broken into dashes by the paper grain, and the groups of tiny
-# pieces in the middle of it have no line clearly fainter than their darkest round them, so they stay regions
-# of their own (14 of 192 hatched drawings still fail one way or another: README, "Flats").
-@pytest.mark.parametrize("seed", [s for s in range(24) if s != 12])
+# Seeds 0-23, and the later ones that the strips in the middle of hatching made pass (8 of 192 hatched
+# drawings still fail one way or another: README, "Flats").
+HATCHED_SEEDS = [*range(24), 33, 72, 117, 121, 167]
+
+
+@pytest.mark.parametrize("seed", HATCHED_SEEDS)
 def test_hatching_does_not_shred_a_shape(seed):
     # Hatching inside some shapes (drawn lighter than their outlines): still every shape one region and no
     # region over two shapes or over background and a shape.
@@ -574,7 +576,7 @@ def test_hatching_is_drawn_in_enough_shapes():
     # The test above must see hatching: in at least 24 shapes over its drawings.
     from training.sketches import draw_sketch
 
-    assert sum(len(draw_sketch(seed, 512, transparent=bool(seed % 2)).hatched) for seed in range(24) if seed != 12) >= 24
+    assert sum(len(draw_sketch(seed, 512, transparent=bool(seed % 2)).hatched) for seed in HATCHED_SEEDS) >= 24
 
 
 def _circle_sketch(ink: tuple[int, ...], paper: tuple[int, ...], width: int = 1, size: int = 160) -> np.ndarray:

@@ -103,6 +103,7 @@ FAINT_SHARE = 0.7  # a thin region merges only across a line this much fainter t
 HATCH_BORDER = 0.5  # two larger groups merge across a line under this share of each one's border ...
 BAND_SHARE = 0.5  # ... and at most this share as dark as the rest of their lines, on average
 FAINT_SPREAD, FAINT_SLACK = 1.2, 4  # ... and about as faint as its faintest: up to 1.2 x that + 4
+OUTLINE_LENGTH = 4.0  # a group's outline: its darkest border this many thin widths long or more (short ones are noise)
 
 
 def _borders(labels: np.ndarray, involved: np.ndarray, ink_dark: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -156,6 +157,36 @@ def _union(parent: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return root[comp[parent]]
 
 
+def _strips_inside(src: np.ndarray, dst: np.ndarray, w: np.ndarray, mean_dark: np.ndarray, total: np.ndarray,
+                   thin: float, thin_cap: float, is_small: np.ndarray, is_thin: np.ndarray, spread: np.ndarray,
+                   darkest: np.ndarray, keys: np.ndarray, dark_sum: np.ndarray,
+                   inked_len: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Joins for the thin groups in the middle of hatching: their lines are all hatching, so none is fainter
+    than their darkest. Such a group touches two or more groups across lines, and its lines are all clearly
+    fainter than the outline (darkest long border) of a neighbour that is neither thin nor small and under
+    THIN_SHARE of the canvas. It joins the largest such neighbour, and another one too only where the two
+    are apart by no line or by one clearly fainter than both their outlines (the areas either side of a
+    band of hatching; not an eye and the face round it). Larger neighbours are left out: joining two
+    regions of a face that way costs the faces' figures their goals (README, "Flats")."""
+    n = len(total)
+    outline = np.zeros(n)
+    long = np.isfinite(mean_dark) & (w >= OUTLINE_LENGTH * thin)
+    np.maximum.at(outline, src[long], mean_dark[long])
+    lines = np.bincount(src, weights=np.isfinite(mean_dark), minlength=n)
+    ok = is_thin[src] & ~is_small[dst] & ~is_thin[dst] & (total[dst] < thin_cap) & spread \
+        & (darkest[src] <= FAINT_SHARE * outline[dst]) & (lines[src] >= 2)
+    t_src, t_dst = src[ok], dst[ok]
+    order = np.lexsort((-t_dst, -total[t_dst], t_src))
+    t_src, t_dst = t_src[order], t_dst[order]
+    first = np.r_[True, t_src[1:] != t_src[:-1]][:len(t_src)]
+    largest = t_dst[np.flatnonzero(first)[np.cumsum(first) - 1]]
+    pair = np.minimum(largest, t_dst) * n + np.maximum(largest, t_dst)
+    at = np.minimum(np.searchsorted(keys, pair), len(keys) - 1)
+    line = dark_sum[at] / np.maximum(inked_len[at], 1)
+    both = first | (keys[at] != pair) | (line <= FAINT_SHARE * np.minimum(outline[largest], outline[t_dst]))
+    return t_src[both], t_dst[both]
+
+
 def merge_small(labels: np.ndarray, ink_dark: np.ndarray, size: np.ndarray, limit: np.ndarray,
                 inradius: np.ndarray, thin: float, thin_cap: float) -> np.ndarray:
     """A table label -> label that merges small and thin regions into their neighbours: hatching and stray
@@ -175,6 +206,8 @@ def merge_small(labels: np.ndarray, ink_dark: np.ndarray, size: np.ndarray, limi
       lines (BAND_SHARE of their mean darkness): the areas either side of a band of hatching, which the
       strips could not join because a group with a wide member is no longer thin. A shape drawn inside
       another is all border to it, and stays.
+    - Last, the thin groups in the middle of hatching, whose lines are all equally faint, join the larger
+      groups round them whose outline is clearly darker than those lines (_strips_inside).
     Merged regions form a group, small or thin while its total size and its members allow, that goes on
     merging. The table maps each label to its group's root (its highest label)."""
     n = len(size)
@@ -228,12 +261,16 @@ def merge_small(labels: np.ndarray, ink_dark: np.ndarray, size: np.ndarray, limi
         s_src, s_dst = s_src[order], s_dst[order]
         first = np.r_[True, s_src[1:] != s_src[:-1]][:len(s_src)]
         # Thin groups: every neighbour across a clearly fainter line.
-        faint = mean_dark <= np.minimum(FAINT_SHARE * darkest[src], FAINT_SPREAD * faintest[src] + FAINT_SLACK)
+        spread = mean_dark <= FAINT_SPREAD * faintest[src] + FAINT_SLACK
+        faint = spread & (mean_dark <= FAINT_SHARE * darkest[src])
         across = ~pick & is_thin[src] & faint & ~is_small[dst]  # a small one picks its own neighbour
         join_src, join_dst = np.concatenate([s_src[first], src[across]]), np.concatenate([s_dst[first], dst[across]])
         if not len(join_src):  # the small and thin pieces are settled: the groups either side of hatching
             band &= ~is_small[lo] & ~is_small[hi] & ~is_thin[lo] & ~is_thin[hi]
             join_src, join_dst = lo[band], hi[band]
+        if not len(join_src):  # last: the strips in the middle of hatching, all their lines faint
+            join_src, join_dst = _strips_inside(src, dst, w, mean_dark, total, thin, thin_cap, is_small, is_thin,
+                                                spread, darkest, keys, dark_sum, inked_len)
         if not len(join_src):
             break
         parent = _union(parent, join_src, join_dst)
