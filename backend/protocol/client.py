@@ -4,6 +4,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
+import select
 import socket
 import threading
 import time
@@ -19,6 +21,11 @@ from .pixels import Pixels
 from .pyzmq_transport import PyzmqTransport, pyzmq_available
 from .shm import SharedBuffer, shm_available
 from .zmtp import ZmtpTransport, parse_tcp
+
+# Backoff between resends of a batch request the server refused as `busy` (seconds): doubling from the
+# first to the cap, each wait drawn between half and all of it so that clients refused together spread out.
+BUSY_FIRST_WAIT = 0.1
+BUSY_MAX_WAIT = 2.0
 
 
 class Client:
@@ -76,25 +83,27 @@ class Client:
 
     def colorize(self, lineart: Any, reference: Any, outputs: Sequence[str] = ("color",),
                  options: dict | None = None, output_layout: str = "RGBA",
-                 output_format: str = "raw") -> dict[str, Any]:
+                 output_format: str = "raw", *, timeout: float | None = None) -> dict[str, Any]:
         """Colour `lineart` from `reference`; each is Pixels, a uint8 numpy array, or encoded file bytes.
 
         Returns {output name: Pixels} (output_format "raw", pixels in output_layout with alpha 255) or
         {output name: PNG bytes} (output_format "png"). `options` may add "resolution" (and overrides the
-        keyword arguments). Timings of the reply are in `self.last_timings` (milliseconds).
+        keyword arguments). Timings of the reply are in `self.last_timings` (milliseconds). A full server
+        queue raises IrodoriError("busy") at once: a person waiting on one picture should hear it now;
+        batch work calls colorize_patiently instead. `timeout` (seconds) overrides the client's for this call.
         """
         opts = {"outputs": list(outputs), "output_layout": output_layout, "output_format": output_format,
                 **(options or {})}
         inputs = [_input("lineart", lineart), _input("reference", reference)]
         if self.shared_memory and opts["output_format"] == "raw" and inputs[0][0]["format"] == "raw":
             try:
-                return self._colorize_shared(opts, inputs)
+                return self._colorize_shared(opts, inputs, timeout)
             except IrodoriError as exc:
                 if exc.code != "shared_memory":
                     raise
                 self.shared_memory = False  # the server cannot see this machine's segments: frames from now on
                 self._free_segments()
-        header, payloads = self.request("colorize", opts, inputs)
+        header, payloads = self.request("colorize", opts, inputs, timeout=timeout)
         specs = header.get("outputs")
         if not isinstance(specs, list) or len(specs) != len(payloads):
             raise IrodoriError("protocol", "the reply's outputs do not match its frames")
@@ -108,6 +117,40 @@ class Client:
         except (KeyError, TypeError, ValueError) as exc:
             raise IrodoriError("protocol", f"bad output description in the reply: {exc!r}") from None
         return result
+
+    def colorize_patiently(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """colorize() for batch work: on `busy`, wait (capped exponential backoff with jitter) and resend.
+
+        A full queue is the server's honest answer to more work than it holds; a batch that sends many
+        requests at once (or several batches against one server) must wait its turn, not fail. The whole
+        call, waits and resends included, stays within the client's timeout; when that runs out the
+        IrodoriError("busy") says how long it tried. cancel() ends a wait at once.
+        """
+        start = time.monotonic()
+        deadline = start + self.timeout
+        wait_cap, tries = BUSY_FIRST_WAIT, 0
+        while True:
+            try:
+                return self.colorize(*args, timeout=max(deadline - time.monotonic(), 1e-3), **kwargs)
+            except IrodoriError as exc:
+                if exc.code != "busy":
+                    raise
+                tries += 1
+                pause = random.uniform(wait_cap / 2, wait_cap)
+                if time.monotonic() + pause >= deadline:
+                    raise IrodoriError("busy", f"{exc.message} (this client resent the request {tries - 1} "
+                                       f"time(s) over {time.monotonic() - start:.1f} s, its timeout being "
+                                       f"{self.timeout:g} s): raise the timeout, send fewer requests at once, "
+                                       "or ask the server for a larger --queue-size", exc.request_id) from None
+                self._pause(pause)
+                wait_cap = min(wait_cap * 2, BUSY_MAX_WAIT)
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep that cancel() interrupts (it writes to the same wake-up socket the transports watch)."""
+        readable, _, _ = select.select([self._wake_r], [], [], seconds)
+        if readable:
+            self._drain_wake()
+            raise IrodoriError("cancelled", "cancelled")
 
     def _segment(self, key: str, size: int) -> SharedBuffer:
         """This client's segment for `key` (lineart, reference, outputs), reused while it is big enough."""
@@ -123,7 +166,8 @@ class Client:
             seg.unlink()
         self._segments.clear()
 
-    def _colorize_shared(self, opts: dict, inputs: list[tuple[dict, Any]]) -> dict[str, Any]:
+    def _colorize_shared(self, opts: dict, inputs: list[tuple[dict, Any]], timeout: float | None
+                         ) -> dict[str, Any]:
         """colorize() with raw pixels in this client's shared memory both ways (see SharedBuffer)."""
         sent = []
         for desc, data in inputs:
@@ -136,7 +180,8 @@ class Client:
         line = inputs[0][0]
         per_output = line["width"] * line["height"] * LAYOUT_CHANNELS[opts["output_layout"]]
         out = self._segment("outputs", per_output * len(opts["outputs"]))
-        header, payloads = self.request("colorize", {**opts, "output_format": "shm", "output_shm": out.name}, sent)
+        header, payloads = self.request("colorize", {**opts, "output_format": "shm", "output_shm": out.name}, sent,
+                                        timeout=timeout)
         specs = header.get("outputs")
         result: dict[str, Any] = {}
         try:
@@ -283,12 +328,14 @@ def wait_until_serving(endpoint: str, timeout: float = 90.0, exited: Callable[[]
                 time.sleep(interval)
 
 
-def colorize_many(client_factory: Callable[[], Client], jobs: Iterable[dict], max_in_flight: int = 4
-                  ) -> Iterator[tuple[int, Any]]:
-    """Run `client.colorize(**job)` for every job with up to `max_in_flight` requests outstanding.
+def colorize_many(client_factory: Callable[[], Client], jobs: Iterable[dict], max_in_flight: int = 4,
+                  retry_busy: bool = True) -> Iterator[tuple[int, Any]]:
+    """Run `client.colorize_patiently(**job)` for every job with up to `max_in_flight` requests outstanding.
 
     Yields (job index, result dict or the IrodoriError it raised) in completion order. One Client per
-    worker thread (made by `client_factory`), all closed at the end; jobs are read lazily.
+    worker thread (made by `client_factory`), all closed at the end; jobs are read lazily. With
+    retry_busy=False a full server queue fails the job at once (`client.colorize`), for a person waiting
+    on a single picture.
     """
     local = threading.local()
     clients: list[Client] = []
@@ -300,7 +347,8 @@ def colorize_many(client_factory: Callable[[], Client], jobs: Iterable[dict], ma
             with lock:
                 clients.append(local.client)
         try:
-            return local.client.colorize(**job)
+            client = local.client
+            return client.colorize_patiently(**job) if retry_busy else client.colorize(**job)
         except IrodoriError as exc:
             return exc
 

@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=int, help="model resolution (long side); default: the model's own")
     p.add_argument("--server", metavar="ENDPOINT", help=f"use a running `irodori serve` (e.g. {DEFAULT_ENDPOINT})")
     p.add_argument("--jobs", type=int, default=4, help="requests kept in flight with --server")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request with --server")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds per request with --server, waits for a busy server included")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
 
 
@@ -124,7 +125,9 @@ def _run_server(args: argparse.Namespace, plan: dict[Path, dict[str, Path]], out
 
     def one(sketch: Path) -> int:
         options = {"resolution": args.resolution} if args.resolution else {}
-        result = client().colorize(sketch.read_bytes(), reference, outputs=tuple(outputs), options=options)
+        # a busy server is waited for (within --timeout): other batches may share it
+        result = client().colorize_patiently(sketch.read_bytes(), reference, outputs=tuple(outputs),
+                                             options=options)
         for name, target in plan[sketch].items():
             px = result[name]
             arr = np.frombuffer(px.data, np.uint8).reshape(px.height, px.width, len(px.layout))

@@ -82,10 +82,17 @@ def server_limits(endpoint: str, transport: str, timeout: float) -> "protocol.Li
     return protocol.Limits.from_info(limits) or protocol.DEFAULT_LIMITS
 
 
-def call_backend(endpoint: str, transport: str, timeout: float, lineart, reference, output: str, message: str):
-    """The backend's `output` for the line art and reference, as RGBA Pixels."""
-    result = _request(endpoint, transport, timeout, message,
-                      lambda client: client.colorize(lineart, reference, outputs=(output,), output_layout="RGBA"))
+def call_backend(endpoint: str, transport: str, timeout: float, lineart, reference, output: str, message: str,
+                 patient: bool = False):
+    """The backend's `output` for the line art and reference, as RGBA Pixels.
+
+    patient=True (batches) waits for a busy server within `timeout`; otherwise `busy` is reported at once.
+    """
+    def work(client):
+        colorize = client.colorize_patiently if patient else client.colorize
+        return colorize(lineart, reference, outputs=(output,), output_layout="RGBA")
+
+    result = _request(endpoint, transport, timeout, message, work)
     pixels = result.get(output)
     if pixels is None:
         raise PluginError(f"the backend returned no '{output}' output: update the backend and the plug-in to "

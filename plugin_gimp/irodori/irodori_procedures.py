@@ -140,7 +140,7 @@ def colorize_file(src: str, dst: str, reference, output: str, backend: tuple[str
         name = LAYER_NAMES[output]
         lineart_pixels = read_rgba(lineart)
         pixels = call_backend(*backend, lineart_pixels, reference, output,
-                              f"Irodori: colouring {os.path.basename(src)}")
+                              f"Irodori: colouring {os.path.basename(src)}", patient=True)
         if output == "flattened":
             result, _ = new_image_from(pixels, name)
             image.delete()

@@ -250,8 +250,11 @@ def client_factory(endpoint: str, timeout: float, registry: list | None = None):
 
 
 def run_batch(batch: Batch, endpoint: str = DEFAULT_ENDPOINT, timeout: float = DEFAULT_TIMEOUT,
-              max_in_flight: int = 2, on_progress=None) -> Batch:
+              max_in_flight: int = 2, on_progress=None, retry_busy: bool = True) -> Batch:
     """Colour every target of the batch on this (Krita's main) thread; requests overlap up to max_in_flight.
+
+    A server whose queue is full is waited for within `timeout` (protocol.colorize_many); retry_busy=False
+    reports `busy` at once instead, for a single interactive request.
 
     A target that fails is recorded in batch.failures and the rest go on, except when the backend is gone or
     the call was cancelled: then nothing more is sent.
@@ -273,7 +276,8 @@ def run_batch(batch: Batch, endpoint: str = DEFAULT_ENDPOINT, timeout: float = D
 
     stop = False
     done = 0
-    results = protocol.colorize_many(client_factory(endpoint, timeout, clients), jobs(), max_in_flight)
+    results = protocol.colorize_many(client_factory(endpoint, timeout, clients), jobs(), max_in_flight,
+                                     retry_busy)
     try:
         for n, outcome in results:
             i = index_of[n]
@@ -320,7 +324,7 @@ def colorize_layer(document: Document, line_node: Node, reference, endpoint: str
     """
     batch = Batch(document, [Target(line_node)], resolve_reference(reference, server_facts(endpoint, timeout)),
                   output, resolution)
-    run_batch(batch, endpoint, timeout, max_in_flight=1)
+    run_batch(batch, endpoint, timeout, max_in_flight=1, retry_busy=False)
     if batch.failures:
         raise batch.failures[0][1]
     return batch.created[0]

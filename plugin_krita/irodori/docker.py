@@ -152,7 +152,8 @@ class IrodoriDocker(DockerPanel):
             return
         self.fed, self.next_target, self.answered, self.succeeded = [], 0, 0, 0
         self.handling, self.worker_done = 0, False
-        self.worker = ColorizeWorker(self.settings.endpoint, self.settings.timeout or DEFAULT_TIMEOUT, 2, self)
+        self.worker = ColorizeWorker(self.settings.endpoint, self.settings.timeout or DEFAULT_TIMEOUT, 2, self,
+                                     retry_busy=len(self.batch.targets) > 1)
         self.worker.answered.connect(self._answered)
         self.worker.crashed.connect(lambda text: self.batch.failures.append(("plugin", RuntimeError(text))))
         self.worker.all_done.connect(self._worker_done)

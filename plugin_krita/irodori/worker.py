@@ -18,9 +18,11 @@ class ColorizeWorker(QtCore.QThread):
     crashed = Signal(str)
     all_done = Signal()  # after the last answer (QThread.finished may overtake queued answers)
 
-    def __init__(self, endpoint: str, timeout: float, max_in_flight: int = 2, parent=None) -> None:
+    def __init__(self, endpoint: str, timeout: float, max_in_flight: int = 2, parent=None,
+                 retry_busy: bool = True) -> None:
         super().__init__(parent)
         self.endpoint, self.timeout, self.max_in_flight = endpoint, timeout, max_in_flight
+        self.retry_busy = retry_busy  # a batch waits for a busy server; one picture reports `busy` at once
         self.jobs: queue.Queue = queue.Queue()
         self.clients: list = []
         self.cancelled = False
@@ -53,7 +55,7 @@ class ColorizeWorker(QtCore.QThread):
 
     def run(self) -> None:
         try:
-            results = protocol.colorize_many(self._client, self._jobs(), self.max_in_flight)
+            results = protocol.colorize_many(self._client, self._jobs(), self.max_in_flight, self.retry_busy)
             try:
                 for n, outcome in results:
                     self.answered.emit(n, outcome)
