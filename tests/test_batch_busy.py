@@ -49,17 +49,20 @@ def test_three_batch_jobs_against_one_small_queue_all_finish(tiny_checkpoint, tm
 
 @pytest.fixture
 def full_server(colorizer_for_busy):
-    """An in-process server holding one running and one queued request for 3 s: the next one is `busy`."""
+    """An in-process server holding one running and one queued request for 6 s: the next one is `busy`.
+
+    The occupiers wait patiently themselves: on a loaded machine the second can arrive while the first is
+    still queued, and a plain call would then hear `busy` and leave the server never full."""
     from backend.service.server import Server, ServerConfig
 
     srv = Server(colorizer_for_busy, ServerConfig(bind="tcp://127.0.0.1:*", queue_size=1, max_batch=1,
-                                                  delay_ms=3000))
+                                                  delay_ms=6000))
     thread = srv.start_thread()
     la, ref = line_art(32, 32), reference()
 
     def occupy() -> None:
         with P.Client(srv.endpoint, timeout=60) as client:
-            client.colorize(la, ref)
+            client.colorize_patiently(la, ref)
 
     occupiers = [threading.Thread(target=occupy, daemon=True) for _ in range(2)]
     try:
