@@ -154,6 +154,20 @@ def test_cli_files_folders_and_never_overwrites_inputs(tmp_path, tiny_checkpoint
     assert (tmp_path / "in" / "a.png").read_bytes() == before
 
 
+def test_cli_soft_color_writes_the_colour_of_a_colorizer_without_crisp_colour(tmp_path, tiny_checkpoint):
+    art = line_art(40, 30)
+    save_image(tmp_path / "a.png", art)
+    save_image(tmp_path / "ref.png", reference())
+    base = ["colorize", str(tmp_path / "a.png"), "-r", str(tmp_path / "ref.png"), "--checkpoint", str(tiny_checkpoint)]
+    assert cli(base + ["-o", str(tmp_path / "soft.png"), "--soft-color"]) == 0
+    assert cli(base + ["-o", str(tmp_path / "crisp.png")]) == 0
+    soft = Colorizer(tiny_checkpoint, device="cpu", crisp=False).colorize(art, reference())["color"]
+    crisp = Colorizer(tiny_checkpoint, device="cpu").colorize(art, reference())["color"]
+    assert np.array_equal(load_image(tmp_path / "soft.png"), soft)
+    assert np.array_equal(load_image(tmp_path / "crisp.png"), crisp)
+    assert cli(base + ["-o", str(tmp_path / "x.png"), "--soft-color", "--server", "tcp://127.0.0.1:1"]) == 2
+
+
 def test_demo_writes_the_overview_and_the_flats_picture(tmp_path, tiny_checkpoint, capsys):
     assert cli(["demo", "--out", str(tmp_path), "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]) == 0
     coloured = sorted(tmp_path.glob("sketch_*_with_reference_*.png"))

@@ -2,8 +2,9 @@
 
 line art (L / RGB / RGBA on transparent, any size) --grey, composite on white--> resize to the model's
 resolution (aspect kept) --pad to a multiple of 2^scales--> generator(sketch, VGG19(reference))
---crop, resize back to full size--> colour layer (sits under the line art) / flattened (colour x line art)
-/ flats and shading (backend/inference/flats/).
+--crop, resize back to full size--> kept inside the line art's regions (flats.crisp; Colorizer(crisp=False):
+the soft resized colour) --> colour layer (sits under the line art) / flattened (colour x line art) / flats and
+shading (backend/inference/flats/).
 """
 from __future__ import annotations
 
@@ -157,9 +158,10 @@ SEGMENT_CACHE_SIZE = 2  # line arts whose flats regions are kept (only ever touc
 _segment_cache: "OrderedDict[tuple, tuple]" = OrderedDict()
 
 
-def _segment(line: np.ndarray) -> tuple[np.ndarray, "flats_mod.Votes"]:
+def _segment(line: np.ndarray, with_ink: bool = False) -> tuple[np.ndarray, "flats_mod.Votes", np.ndarray | None]:
     """The request's line art (as sent: grey, LA, RGB or RGBA, so that coloured ink and ink on
-    transparent are seen as drawn) -> (flats region labels, fill's voters).
+    transparent are seen as drawn) -> (flats region labels, fill's voters, the ink mask when `with_ink`:
+    crisp colour's walls).
 
     Both depend on the line art alone, so they are worked out while the model runs; fill() is left with
     the colour work. "The same sketch with another reference" is the usual loop in Krita and GIMP, so the
@@ -173,14 +175,19 @@ def _segment(line: np.ndarray) -> tuple[np.ndarray, "flats_mod.Votes"]:
         kept = line.copy()  # the caller may reuse its array
         for shared in (kept, labels, votes.index, votes.keys, votes.used, votes.mid):
             shared.setflags(write=False)  # shared by every request with this line art
-        cached = kept, labels, votes
+        cached = kept, labels, votes, None
         _segment_cache[key] = cached
         _segment_cache.move_to_end(key)  # a collision replaced an older entry in place
         while len(_segment_cache) > SEGMENT_CACHE_SIZE:
             _segment_cache.popitem(last=False)
     else:
         _segment_cache.move_to_end(key)
-    return cached[1], cached[2]
+    if with_ink and cached[3] is None:
+        ink = flats_mod.find_ink(line).mask
+        ink.setflags(write=False)
+        cached = cached[:3] + (ink,)
+        _segment_cache[key] = cached
+    return cached[1], cached[2], cached[3]
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
@@ -190,13 +197,24 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return y.astype(np.uint8)
 
 
+def crisp_colour(color: np.ndarray, labels: np.ndarray, votes: "flats_mod.Votes", ink: np.ndarray | None,
+                 model: tuple[int, int]) -> np.ndarray:
+    """The soft full-size colour layer -> the colour kept inside each region of the line art (flats.crisp),
+    for a model output of `model` (h, w). The same step for the pipeline and its tests."""
+    flat = flats_mod.fill(labels, color, votes=votes)
+    return flats_mod.crisp(color, labels, flat, flats_mod.crisp_margin(color.shape[:2], tuple(model)), ink)
+
+
 # ----------------------------------------------------------------------------------------- the colorizer
 class Colorizer:
     """Loads a checkpoint once and colours line art with references. Not thread-safe: one caller at a time."""
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", bf16: bool = False,
-                 limits: Limits = DEFAULT_LIMITS) -> None:
+                 limits: Limits = DEFAULT_LIMITS, crisp: bool = True) -> None:
+        """crisp: keep the colour inside the line art's regions (flats.crisp); False gives the model's colour
+        resized softly across the lines, as before."""
         self.device = pick_device(device)
+        self.crisp = crisp
         self.limits = limits
         self.bf16 = bf16
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
@@ -227,6 +245,7 @@ class Colorizer:
             "style_encoder": {"weights": self.config.vgg_weights, "sha256": self.checkpoint.style_sha256},
             "device": str(self.device),
             "bf16": self.bf16,
+            "crisp": self.crisp,
             "outputs": list(OUTPUTS),
             "limits": {k: getattr(self.limits, k) for k in self.limits.__dataclass_fields__},
         }
@@ -270,8 +289,11 @@ class Colorizer:
             prepared.append((a, reference, tuple(outputs), res))
         # Flats' segmentation needs only the line art: it starts on a worker thread now, while this thread
         # runs the model (numpy and OpenCV release the GIL), so flats add little more than their fill step.
-        segments = [_segmenter().submit(_segment, a) if {"flats", "shading"} & set(outputs) else None
-                    for a, _, outputs, _ in prepared]
+        # Crisp colour needs the regions for every output; it applies where the model's colour is resized up
+        # (at the model's own size there is no resize to bleed, and small drawings segment less reliably).
+        sharp = [self.crisp and max(a.shape[:2]) > res for a, _, _, res in prepared]
+        segments = [_segmenter().submit(_segment, a, crisp) if crisp or {"flats", "shading"} & set(outputs)
+                    else None for (a, _, outputs, _), crisp in zip(prepared, sharp)]
         lines = [a for a, _, _, _ in prepared]
         greys = [grey_u8(a) for a in lines]
         prepared = [(_unit(grey), reference, outputs, res)
@@ -304,18 +326,22 @@ class Colorizer:
         t2 = time.perf_counter()
 
         results = []
-        for (grey, _, outputs, _), line, colour, segment in zip(prepared, lines, colours, segments):
+        for (grey, _, outputs, _), line, colour, segment, crisp in zip(prepared, lines, colours, segments, sharp):
             assert colour is not None
             with torch.inference_mode():
                 color_u8 = colour_layer(colour, grey.shape)
+            labels = votes = None
+            if segment is not None:
+                labels, votes, ink = segment.result()
+                if crisp:
+                    color_u8 = crisp_colour(color_u8, labels, votes, ink, colour.shape[2:])
             result: dict[str, np.ndarray] = {}
             if "color" in outputs:
                 result["color"] = color_u8
             if "flattened" in outputs:
                 flat_grey = grey * np.float32(1 / 255)
                 result["flattened"] = _to_uint8(color_u8 * flat_grey[..., None])
-            if segment is not None:
-                labels, votes = segment.result()
+            if {"flats", "shading"} & set(outputs):
                 flat = flats_mod.flats(line, color_u8, labels=labels, votes=votes)
                 if "flats" in outputs:
                     result["flats"] = flat

@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "flattened = colour x line art, flats = flat regions, shading = output minus flats")
     add_model_options(p, device_note=" (in-process only)", bf16=True)
     p.add_argument("--resolution", type=int, help="model resolution (long side); default: the model's own")
+    p.add_argument("--soft-color", action="store_true",
+                   help="the model's colour resized softly across the lines (before crisp colour), instead of "
+                        "each closed area keeping its own colour up to its lines (in-process only)")
     p.add_argument("--server", metavar="ENDPOINT", help=f"use a running `irodori serve` (e.g. {DEFAULT_ENDPOINT})")
     p.add_argument("--jobs", type=int, default=4, help="requests kept in flight with --server")
     p.add_argument("--timeout", type=float, default=120.0,
@@ -81,6 +84,8 @@ def main(args: argparse.Namespace) -> int:
         sketches = collect_sketches(args.sketches)
         protected = {p.resolve() for p in sketches} | {args.reference.resolve()}
         plan = plan_outputs(sketches, outputs, args.out, protected, args.overwrite)
+        if args.server and args.soft_color:
+            raise ValueError("--soft-color works in-process only; the server always sends crisp colour")
         if args.server:
             written = _run_server(args, plan, outputs)
         else:
@@ -96,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
 def _run_local(args: argparse.Namespace, plan: dict[Path, dict[str, Path]], outputs: list[str]) -> int:
     from backend.inference.pipeline import Colorizer
 
-    colorizer = Colorizer(args.checkpoint, device=args.device, bf16=args.bf16)
+    colorizer = Colorizer(args.checkpoint, device=args.device, bf16=args.bf16, crisp=not args.soft_color)
     if colorizer.untrained:
         print("note: no trained model found, colours come from an UNTRAINED seeded generator", file=sys.stderr)
     reference = load_image(args.reference, "reference")

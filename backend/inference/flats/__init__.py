@@ -8,12 +8,14 @@ full canvas resolution and vectorised (no Python loop over pixels or regions), o
 - regions.py: gap closing and segmentation (trapped balls of decreasing radii; every pixel gets a region,
   the fills of neighbouring regions meet under the lines; slivers merge into a neighbour), with
   labelops.py's whole-canvas label operations;
-- fill.py: one colour per region (the median of the model's colour in CIE Lab) and the shading layer.
+- fill.py: one colour per region (the median of the model's colour in CIE Lab) and the shading layer;
+- crisp.py: the model's colour kept inside each region up to its lines (the pipeline's `color`).
 
 Neighbouring regions may still get the same colour (e.g. two white areas); that is fine for flats, they
 are then simply one fill area.
 """
 from .config import MAX_GAP, MAX_PIXELS, FlatsConfig
+from .crisp import crisp, crisp_margin
 from .fills import MIN_SAMPLES, SAMPLE_PIXELS, Votes, fill, flats, paper_votes, plan_votes, regions_and_votes, \
     sample_stride, shading
 from .lines import Ink, find_ink, grey
@@ -21,5 +23,5 @@ from .regions import segment
 from .samples import bench_images
 
 __all__ = ["MAX_GAP", "MAX_PIXELS", "MIN_SAMPLES", "SAMPLE_PIXELS", "FlatsConfig", "Ink", "Votes", "bench_images",
-           "fill", "find_ink", "flats", "grey", "paper_votes", "plan_votes", "regions_and_votes", "sample_stride",
-           "segment", "shading"]
+           "crisp", "crisp_margin", "fill", "find_ink", "flats", "grey", "paper_votes", "plan_votes",
+           "regions_and_votes", "sample_stride", "segment", "shading"]
