@@ -169,9 +169,10 @@ def child_flats(spec: dict) -> dict:
     for outputs in (("color",), ("color", "flats")):  # warm-up, untimed
         colorizer.colorize(lineart, ref, outputs)
     for _ in range(spec["rounds"]):
-        # cold: a line art never seen (the segmentation cache emptied); warm: the same line art again
+        # plain and cold: a line art never seen (the segmentation cache emptied: the colour layer needs the
+        # regions too, to keep each area's colour up to its lines); warm: the same line art again
         for name, outputs in (("plain", ("color",)), ("cold", ("color", "flats")), ("warm", ("color", "flats"))):
-            if name == "cold":
+            if name in ("plain", "cold"):
                 pipeline._segment_cache.clear()
             t0 = time.perf_counter()
             colorizer.colorize(lineart, ref, outputs)
