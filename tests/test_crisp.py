@@ -55,8 +55,8 @@ def test_colour_stops_at_the_lines_of_a_drawn_figure():
     model = torch.from_numpy(small / 255.0).permute(2, 0, 1)[None].float()
     soft = colour_layer(model, (SIZE, SIZE))
 
-    labels, votes = flats_mod.regions_and_votes(line)
-    sharp = crisp_colour(soft, labels, votes, flats_mod.find_ink(line).mask, (256, 256))
+    labels, votes, ink_mask = flats_mod.regions_and_votes(line)
+    sharp = crisp_colour(soft, labels, votes, ink_mask, (256, 256))
     near = _near_lines(ink)
     assert _own_share(sharp, areas, palette, near) >= 0.95
     assert _own_share(soft, areas, palette, near) < 0.9  # the test can fail: the soft colour bleeds

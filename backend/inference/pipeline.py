@@ -158,10 +158,10 @@ SEGMENT_CACHE_SIZE = 2  # line arts whose flats regions are kept (only ever touc
 _segment_cache: "OrderedDict[tuple, tuple]" = OrderedDict()
 
 
-def _segment(line: np.ndarray, with_ink: bool = False) -> tuple[np.ndarray, "flats_mod.Votes", np.ndarray | None]:
+def _segment(line: np.ndarray) -> tuple[np.ndarray, "flats_mod.Votes", np.ndarray]:
     """The request's line art (as sent: grey, LA, RGB or RGBA, so that coloured ink and ink on
-    transparent are seen as drawn) -> (flats region labels, fill's voters, the ink mask when `with_ink`:
-    crisp colour's walls).
+    transparent are seen as drawn) -> (flats region labels, fill's voters, the ink mask: crisp colour's
+    walls).
 
     Both depend on the line art alone, so they are worked out while the model runs; fill() is left with
     the colour work. "The same sketch with another reference" is the usual loop in Krita and GIMP, so the
@@ -171,22 +171,17 @@ def _segment(line: np.ndarray, with_ink: bool = False) -> tuple[np.ndarray, "fla
     key = (zlib.crc32(line), line.shape)
     cached = _segment_cache.get(key)
     if cached is None or not np.array_equal(cached[0], line):
-        labels, votes = flats_mod.regions_and_votes(line)
+        labels, votes, ink = flats_mod.regions_and_votes(line)
         kept = line.copy()  # the caller may reuse its array
-        for shared in (kept, labels, votes.index, votes.keys, votes.used, votes.mid):
+        for shared in (kept, labels, ink, votes.index, votes.keys, votes.used, votes.mid):
             shared.setflags(write=False)  # shared by every request with this line art
-        cached = kept, labels, votes, None
+        cached = kept, labels, votes, ink
         _segment_cache[key] = cached
         _segment_cache.move_to_end(key)  # a collision replaced an older entry in place
         while len(_segment_cache) > SEGMENT_CACHE_SIZE:
             _segment_cache.popitem(last=False)
     else:
         _segment_cache.move_to_end(key)
-    if with_ink and cached[3] is None:
-        ink = flats_mod.find_ink(line).mask
-        ink.setflags(write=False)
-        cached = cached[:3] + (ink,)
-        _segment_cache[key] = cached
     return cached[1], cached[2], cached[3]
 
 
@@ -292,7 +287,7 @@ class Colorizer:
         # Crisp colour needs the regions for every output; it applies where the model's colour is resized up
         # (at the model's own size there is no resize to bleed, and small drawings segment less reliably).
         sharp = [self.crisp and max(a.shape[:2]) > res for a, _, _, res in prepared]
-        segments = [_segmenter().submit(_segment, a, crisp) if crisp or {"flats", "shading"} & set(outputs)
+        segments = [_segmenter().submit(_segment, a) if crisp or {"flats", "shading"} & set(outputs)
                     else None for (a, _, outputs, _), crisp in zip(prepared, sharp)]
         lines = [a for a, _, _, _ in prepared]
         greys = [grey_u8(a) for a in lines]

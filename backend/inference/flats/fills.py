@@ -232,8 +232,10 @@ def paper_votes(line: np.ndarray, labels: np.ndarray, config: FlatsConfig = Flat
     return plan_votes(labels, ~(ink or find_ink(line, config)).mask)
 
 
-def regions_and_votes(line: np.ndarray, config: FlatsConfig = FlatsConfig()) -> tuple[np.ndarray, Votes]:
-    """segment() and paper_votes() for one line art, its ink found once: what depends on the line art alone."""
+def regions_and_votes(line: np.ndarray, config: FlatsConfig = FlatsConfig()
+                      ) -> tuple[np.ndarray, Votes, np.ndarray]:
+    """segment(), paper_votes() and the ink mask (crisp colour's walls) for one line art, its ink found once:
+    everything that depends on the line art alone."""
     ink = find_ink(line, config)
     labels = segment(line, config, ink)
-    return labels, plan_votes(labels, ~ink.mask)
+    return labels, plan_votes(labels, ~ink.mask), ink.mask

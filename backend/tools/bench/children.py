@@ -124,7 +124,7 @@ def bench_flats(size: int, repeats: int = 3, config: FlatsConfig | None = None) 
     for _ in range(repeats):
         c0 = time.process_time()
         t0 = time.perf_counter()
-        labels, votes = regions_and_votes(line, config)  # what the pipeline works out beside the model
+        labels, votes, _ = regions_and_votes(line, config)  # what the pipeline works out beside the model
         t1 = time.perf_counter()
         out = fill(labels, color, votes=votes)
         t2 = time.perf_counter()
