@@ -51,6 +51,8 @@ class DataConfig:
     ref_rotate: float = 15.0  # maximum rotation in degrees
     ref_warp: float = 0.03  # std of a smooth random displacement, as a fraction of the side
     ref_flip: bool = True
+    hint_empty: float = 0.5  # with model.hint_channels: share of samples given no hints at all
+    hint_p: float = 0.125  # otherwise the hint count is Geometric(hint_p) (Zhang et al. 2017: mean 8)
     workers: int = 0  # DataLoader worker processes per rank
 
     def __post_init__(self) -> None:
@@ -68,7 +70,9 @@ class DataConfig:
             raise ValueError(f"data.extractors must be a non-empty list from {', '.join(KNOWN_EXTRACTORS)}, got {list(self.extractors)}")
         if not 0.0 <= self.holdout <= 0.5:
             raise ValueError(f"data.holdout must be within [0, 0.5], got {self.holdout}")
-        for name in ("real_lines_ratio", "synth_ratio", "synth_line_ratio", "pair_ratio"):
+        if not 0.0 < self.hint_p <= 1.0:
+            raise ValueError(f"data.hint_p must be within (0, 1], got {self.hint_p}")
+        for name in ("real_lines_ratio", "synth_ratio", "synth_line_ratio", "pair_ratio", "hint_empty"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"data.{name} must be within [0, 1], got {getattr(self, name)}")
         _check_range("data.crop_scale", self.crop_scale, 0.05, 1.0)

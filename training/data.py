@@ -28,6 +28,7 @@ from backend.model.preprocess import reference_input
 from backend.inference.imageio import IMAGE_SUFFIXES
 from training.config import DataConfig
 from training.extract import luminance, random_lines
+from training.hints import sample_hints
 
 SAMPLE_EPOCH = 2**31 - 1  # the epoch number of the fixed sample-grid items (never a training epoch)
 CALIBRATION_EPOCH = 2**31 - 2  # the items whose references calibrate the style statistics
@@ -119,6 +120,7 @@ class TrainingData(Dataset):
         self.cfg = cfg
         self.resolution = model.resolution
         self.reference_size = model.reference_size
+        self.hint_channels = model.hint_channels
         self.seed = seed
         self.files: list[Path] = []
         self.lines: dict[str, Path] = {}
@@ -149,7 +151,7 @@ class TrainingData(Dataset):
             color, line, ref_source, skipped = self._from_folder(index, rng)
         if line is None:
             line = random_lines(color, rng, self.cfg.extractors, self.cfg.line_augment)
-        return {
+        item = {
             "line": torch.from_numpy(np.ascontiguousarray(line))[None],
             "color": torch.from_numpy(np.ascontiguousarray(color)).permute(2, 0, 1),
             "grey": torch.from_numpy(np.ascontiguousarray(luminance(color)))[None],
@@ -157,6 +159,9 @@ class TrainingData(Dataset):
                                           self.cfg, reference_rng),
             "skipped": torch.tensor(skipped),
         }
+        if self.hint_channels:
+            item["hints"] = torch.from_numpy(sample_hints(color, rng, self.cfg.hint_empty, self.cfg.hint_p))
+        return item
 
     # ------------------------------------------------------------------------------------------- sources
     def _synthetic(self, seed: int, rng: np.random.Generator):

@@ -139,7 +139,7 @@ class Trainer:
 
         # 1. G forward
         with self.autocast():
-            out, g1, g2 = self.g_run(batch["line"], style, guides=True)
+            out, g1, g2 = self.g_run(batch["line"], style, guides=True, hints=batch.get("hints"))
         logs = l1_losses(out, g1, g2, color, batch["grey"], cfg.loss)
 
         # 2. D step on real y and the detached output (one batch: DDP allows one forward per backward)

@@ -11,6 +11,7 @@ T = TypeVar("T")
 
 
 SEEDED_VGG_KINDS = ("random", "looks-linear")  # offline VGG19 weights drawn from a seed (backend.model.networks)
+HINT_CHANNEL_CHOICES = (0, 4)  # none, or RGB + mask
 FILE_VGG_KINDS = ("imagenet", "hed-vgg16")  # torchvision's VGG19; VGG16 with HED's weights (backend.model.vgg16)
 
 
@@ -46,6 +47,7 @@ class ModelConfig:
     reference_size: int = 224  # the reference is resized to this square before VGG19
     guide_channels: int = 32  # width of the guide decoders' last layer (training only)
     residual_scale: float = 0.1  # init scale of each block's last conv: keeps an unnormalised deep net stable
+    hint_channels: int = 0  # 0: no colour hints; 4: hint RGB + hint mask planes beside the sketch (Zhang et al. 2017)
 
     def __post_init__(self) -> None:
         if len(self.channel_mults) < 2:
@@ -53,6 +55,8 @@ class ModelConfig:
         if self.resolution % self.multiple or self.resolution < self.multiple:
             raise ValueError(f"resolution {self.resolution} must be a positive multiple of {self.multiple}")
         parse_vgg_weights(self.vgg_weights)
+        if self.hint_channels not in HINT_CHANNEL_CHOICES:
+            raise ValueError(f"hint_channels must be 0 (no hints) or 4 (hint RGB + mask), not {self.hint_channels}")
         if self.reference_size < 32:
             raise ValueError("reference_size must be at least 32 (VGG19 downsamples 32x)")
 

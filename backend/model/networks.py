@@ -254,7 +254,7 @@ class Generator(nn.Module):
         self.config = config
         c = config
         widths = [c.base_channels * m for m in c.channel_mults]
-        self.stem = nn.Conv2d(1, widths[0], 3, padding=1)
+        self.stem = nn.Conv2d(1 + c.hint_channels, widths[0], 3, padding=1)
         self.enc = nn.ModuleList(_blocks(w, c.blocks_per_level, c.residual_scale) for w in widths[:-1])
         self.down = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths[:-1], widths[1:]))
         self.style = nn.Linear(FC1_DIM, widths[-1])  # the paper's "dense 2048 layer above the fc1"
@@ -274,11 +274,23 @@ class Generator(nn.Module):
             self.guide1 = GuideDecoder(widths[-1], 1, ups, c.guide_channels)  # sketch only -> grey T(y)
             self.guide2 = GuideDecoder(widths[-1], 3, ups, c.guide_channels)  # after style -> colour y
 
-    def forward(self, sketch: torch.Tensor, style: torch.Tensor, guides: bool = False):
-        """Returns the colour image, or (colour, guide1 grey, guide2 colour) when `guides` is set."""
+    def forward(self, sketch: torch.Tensor, style: torch.Tensor, guides: bool = False,
+                hints: torch.Tensor | None = None):
+        """Returns the colour image, or (colour, guide1 grey, guide2 colour) when `guides` is set.
+
+        `hints` (B,4,H,W): hint RGB in [0,1] (zero where there is none) and the hint mask; None = no hints."""
         if guides and (self.guide1 is None or self.guide2 is None):
             raise RuntimeError("this generator was built without guide decoders (Generator(config, guides=True))")
-        x = self.stem(sketch * 2.0 - 1.0)
+        x = sketch * 2.0 - 1.0
+        if self.config.hint_channels:
+            if hints is None:
+                hints = sketch.new_zeros(sketch.shape[0], self.config.hint_channels, *sketch.shape[-2:])
+            colour, mask = hints[:, :3], hints[:, 3:4]
+            x = torch.cat([x, (colour * 2.0 - 1.0) * mask, mask], dim=1)  # hint colour in [-1,1], 0 where none
+        elif hints is not None:
+            raise ValueError("this model was trained without colour hints (hint_channels 0); "
+                             "use a model trained with hint_channels 4, or send no hints")
+        x = self.stem(x)
         skips = []
         for enc, down in zip(self.enc, self.down):
             x = enc(x)
