@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from backend.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from backend.model.config import ModelConfig, apply_overrides, from_dict, to_dict
+from backend.model.preprocess import hint_planes
 from backend.model.networks import (Generator, StyleEncoder, normalize_style, shared_style_encoder, style_target,
                                     weights_sha256)
 from helpers import TINY, make_tiny_checkpoint
@@ -178,3 +180,39 @@ def test_shared_encoder_is_one_per_device_and_the_cpu_one_stays_put():
     assert other is not cpu and other.fc1.weight.device.type == "meta" and other.sha256 == cpu.sha256
     assert cpu.fc1.weight.device.type == "cpu" and shared_style_encoder("random:0", torch.device("cpu")) is cpu
     assert shared_style_encoder("random:0", "meta") is other
+
+
+def test_hint_channels_feed_the_generator_and_old_configs_load():
+    """A hint model reads hints (and runs without them); a model without hint channels refuses hints."""
+    hinted = replace(TINY, hint_channels=4)
+    torch.manual_seed(0)
+    gen = Generator(hinted).eval()
+    sketch, style = torch.rand(1, 1, 32, 32), torch.randn(1, 4096)
+    hints = torch.zeros(1, 4, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(gen(sketch, style), gen(sketch, style, hints=hints))  # no hint = all-zero planes
+        hints[:, :3, 8:12, 8:12] = torch.tensor([1.0, 0.2, 0.6])[:, None, None]
+        hints[:, 3, 8:12, 8:12] = 1.0
+        assert not torch.allclose(gen(sketch, style), gen(sketch, style, hints=hints))
+    with pytest.raises(ValueError, match="without colour hints"):
+        Generator(TINY)(sketch, style, hints=hints)
+    with pytest.raises(ValueError, match="hint_channels"):
+        replace(TINY, hint_channels=3)
+    old = to_dict(TINY)
+    del old["hint_channels"]  # a checkpoint written before hints existed
+    assert from_dict(ModelConfig, old).hint_channels == 0
+
+
+def test_hint_planes_keep_every_dot_at_the_model_size():
+    colour = torch.zeros(1, 3, 512, 512)
+    mask = torch.zeros(1, 1, 512, 512)
+    colour[..., 100:103, 200:203] = torch.tensor([0.9, 0.1, 0.3])[:, None, None]
+    mask[..., 100:103, 200:203] = 1.0  # a 3 px dot: a tenth of one model pixel at 32 px
+    planes = hint_planes(colour, mask, (32, 32))
+    assert planes.shape == (1, 4, 32, 32) and int(planes[0, 3].sum()) == 1
+    y, x = (planes[0, 3] > 0).nonzero()[0].tolist()
+    assert (y, x) == (100 // 16, 200 // 16)
+    assert torch.allclose(planes[0, :3, y, x], torch.tensor([0.9, 0.1, 0.3]), atol=1e-5)
+    assert float(planes[0, :3].sum()) == pytest.approx(1.3, abs=1e-4)  # no colour where there is no hint
+    grown = hint_planes(colour[..., 96:104, 196:204], mask[..., 96:104, 196:204], (16, 16))  # nearest when growing
+    assert set(grown[0, 3].unique().tolist()) == {0.0, 1.0}

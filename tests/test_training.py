@@ -25,6 +25,7 @@ from backend.model.networks import weights_sha256
 from training import extract, synth
 from training.config import DataConfig, TrainConfig, load_config
 from training.data import EpochSampler, TrainingData
+from training.hints import sample_hints
 from training.losses import d_loss, g_loss
 from training.distributed import Dist
 from training.state import list_states
@@ -418,3 +419,32 @@ def test_ddp_two_processes_gloo_hold_identical_weights(tmp_path):
     init = Generator(cfg.model, guides=True).state_dict()
     assert any(not torch.equal(init[k], r0[k]) for k in r0)  # it trained
     assert (run / "export" / "config.json").is_file()
+
+
+def test_hints_are_sampled_from_the_truth_and_trained_on(tmp_path):
+    """Zhang et al.'s hint sampling: none or some patches, each its true mean colour; G learns through them."""
+    rng = np.random.default_rng(0)
+    color = rng.random((64, 64, 3)).astype(np.float32)
+    assert not sample_hints(color, rng, empty=1.0, p=0.5).any()
+    counts = []
+    for seed in range(20):
+        hints = sample_hints(color, np.random.default_rng(seed), empty=0.0, p=0.5)
+        mask = hints[3] > 0
+        assert mask.any() and not hints[:3, ~mask].any()
+        counts.append(int(mask.sum()))
+        ys, xs = np.nonzero(mask)
+        y, x = ys[0], xs[0]  # the first hinted pixel: top-left corner of some patch, its colour a mean of truth
+        assert color.reshape(-1, 3).min(0).min() <= hints[:3, y, x].min() <= hints[:3, y, x].max() <= 1.0
+    assert len(set(counts)) > 3  # varied counts and sizes
+    cfg = tiny_config(tmp_path)
+    cfg = replace(cfg, model=replace(cfg.model, hint_channels=4), data=replace(cfg.data, hint_empty=0.0))
+    ds = TrainingData(cfg.data, cfg.model, 0)
+    item = ds[(0, 0)]
+    assert item["hints"].shape == (4, cfg.model.resolution, cfg.model.resolution) and item["hints"][3].any()
+    trainer = Trainer(cfg, Dist(0, 1, 0, torch.device("cpu")))
+    items = [ds[(i, 0)] for i in range(4)]
+    batch = {k: torch.stack([it[k] for it in items]) for k in (*STEP_KEYS, "hints")}
+    logs = trainer.step(batch, step=0)
+    assert all(torch.isfinite(v) for v in logs.values())
+    grad = trainer.G.stem.weight.grad
+    assert grad.shape[1] == 5 and float(grad[:, 1:].abs().sum()) > 0  # the hint planes reach the stem
