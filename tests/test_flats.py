@@ -572,6 +572,18 @@ def test_hatching_does_not_shred_a_shape(seed):
     _assert_regions_follow_the_shapes(sketch, segment(sketch.line))
 
 
+@pytest.mark.parametrize("seed", [0, 2, 6, 7])
+def test_hatching_at_2048_px_does_not_shred_a_shape(seed):
+    # The same drawings at 2048 px: shapes 4x larger, the hatching still 1 px strokes 4-8 px apart. The ball
+    # levels run on a canvas shrunk by 2 there, where a 1-pixel ball cut the strips between the strokes into
+    # pieces; the smallest ball now runs on the full canvas (seeds 0-7 had 12 of 57 shapes split before).
+    from training.sketches import draw_sketch
+
+    sketch = draw_sketch(seed, 2048, transparent=bool(seed % 2))
+    assert sketch.hatched
+    _assert_regions_follow_the_shapes(sketch, segment(sketch.line))
+
+
 def test_hatching_is_drawn_in_enough_shapes():
     # The test above must see hatching: in at least 24 shapes over its drawings.
     from training.sketches import draw_sketch
@@ -638,7 +650,7 @@ def test_pipeline_segments_the_line_art_as_sent(tiny_checkpoint):
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "anime-faces-256"
 
 
-@pytest.mark.parametrize("extractor", ["xdog", "dilate"])
+@pytest.mark.parametrize("extractor", ["xdog", "dilate", "highpass"])
 def test_regions_of_real_anime_faces(extractor):
     # Line art made from a few shared faces by the project's extractors: no region over 60% of the canvas,
     # at least 20 regions. (On 200 faces: README, "Flats"; the faces never enter the repository.)
@@ -652,3 +664,18 @@ def test_regions_of_real_anime_faces(extractor):
     for path in sorted(FACES.glob("*.jpg"))[2:8]:
         share, regions = region_stats(segment(face_line_art(path, extractor)))
         assert share <= MAX_SHARE and regions >= MIN_REGIONS, (path.name, share, regions)
+
+
+def test_highpass_line_art_keeps_soft_edges_beside_black_lines():
+    # The high-pass extractor is scaled by its strongest strokes: one black line (a pupil, an eye line) no
+    # longer pushes the softer edges, dark hair against the background, under its threshold (the faces'
+    # high-pass line art lost whole hair silhouettes, and their regions leaked into the background).
+    from training import extract
+
+    img = np.full((96, 96, 3), 0.85, np.float32)
+    img[:, 60:] = 0.5  # a soft edge: a darker area against the light one
+    img[30:66, 20] = 0.0  # and a short black line (under half a percent of the picture)
+    line = extract.highpass(img)
+    assert line[30:66, 20].max() < 0.1  # the black line is ink
+    assert line[:, 60:63].min(axis=1).max() < 0.5  # so is the soft edge, all along
+    assert line[:, 5:12].min() > 0.9 and line[:, 80:].min() > 0.9  # flat areas stay paper

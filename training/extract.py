@@ -45,12 +45,19 @@ def xdog(image: np.ndarray, sigma: float = 0.5, k: float = 4.5, gamma: float = 0
     return np.clip(line, 0.0, 1.0).astype(np.float32)
 
 
+HIGHPASS_SCALE_PERCENTILE = 99.5  # high-pass: the strongest strokes set the scale, not its single darkest pixel
+HIGHPASS_MIN_SCALE = 0.05  # ... at least this (grey levels in [0, 1]): a nearly blank picture's noise stays paper
+
+
 def highpass(image: np.ndarray, sigma: float = 3.0, threshold: float = 0.12, gain: float = 3.0) -> np.ndarray:
     """Blur minus image (the classical cousin of sketchKeras): positive where a pixel is darker than its
-    surroundings; normalised by its maximum, thresholded at `threshold`, scaled by `gain`."""
+    surroundings; normalised by the strength of its strongest strokes (the 99.5th percentile), thresholded
+    at `threshold`, scaled by `gain`. Normalised by its maximum instead, a few black pixels (a pupil, a thin
+    black line) set the scale and the softer edges of a picture, dark hair against the background among
+    them, fall under the threshold: the line art then loses the silhouettes a person would draw."""
     grey = luminance(image)
     hp = ndimage.gaussian_filter(grey, sigma) - grey
-    hp = hp / max(float(hp.max()), 1e-3)
+    hp = hp / max(float(np.percentile(hp, HIGHPASS_SCALE_PERCENTILE)), HIGHPASS_MIN_SCALE)
     return (1.0 - np.clip((hp - threshold) * gain, 0.0, 1.0)).astype(np.float32)
 
 

@@ -6,6 +6,11 @@ per extractor, the largest region's share of the canvas and the number of region
 over 60% of the canvas, at least 20 regions). The faces are training and evaluation input only: nothing
 made from them is written anywhere.
 
+`python -m training.regions_check sketches --size 512 --seeds 0-191` measures the regions against the drawn
+shapes of procedural sketches (training/sketches.py, hatched; ink on transparent for odd seeds, as in the
+tests): the seeds where a shape is split (under 95% in one region) or a region spans two shapes or a shape
+and the background (purity under 95%).
+
 `python -m training.regions_check picture docs/flats-sketch.png` draws the README's picture from a
 procedural sketch (training/sketches.py): line art | its regions in random colours | its flats.
 """
@@ -23,6 +28,7 @@ from training import extract
 EXTRACTORS = {"dilate": extract.dilate_diff, "xdog": extract.xdog, "highpass": extract.highpass}
 MAX_SHARE = 0.6  # the goals: no region over this share of the canvas ...
 MIN_REGIONS = 20  # ... and at least this many regions on every picture
+SHAPE_SHARE = 0.95  # a drawn shape is one region with this share of it in its main region; a region this pure
 
 
 def face_line_art(path: Path, extractor: str) -> np.ndarray:
@@ -54,6 +60,25 @@ def measure_faces(folder: Path, count: int, extractors: tuple[str, ...] = tuple(
     return out
 
 
+def measure_sketches(seeds: range, size: int = 512, hatch_share: float = 0.4) -> dict:
+    """The seeds whose regions miss the drawn shapes (see training.sketches.region_scores): {seed: (split
+    shapes, mixed regions)}, and the shape totals."""
+    from training.sketches import draw_sketch, region_scores
+
+    failing, shapes, split_total, mixed_total = {}, 0, 0, 0
+    for seed in seeds:
+        sketch = draw_sketch(seed, size, transparent=bool(seed % 2), hatch_share=hatch_share)
+        whole, purity = region_scores(segment(sketch.line), sketch)
+        split = int((whole[1:] < SHAPE_SHARE).sum())
+        mixed = int((purity[1:] < SHAPE_SHARE).sum())
+        shapes += len(whole) - 1
+        split_total, mixed_total = split_total + split, mixed_total + mixed
+        if split or mixed:
+            failing[seed] = (split, mixed)
+    return {"drawings": len(seeds), "shapes": shapes, "split": split_total, "mixed": mixed_total,
+            "failing": failing}
+
+
 def picture(path: Path, seed: int = 3, size: int = 512) -> Path:
     """Line art | regions in random colours | flats | flats under the line art, for a procedural sketch
     with hatching and gaps. The colour the flats take stands in for a model's: each drawn shape gets a
@@ -83,19 +108,39 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("faces", help="region figures on a folder of colour pictures")
     f.add_argument("folder", type=Path)
     f.add_argument("--count", type=int, default=200)
+    f.add_argument("--extractors", default=",".join(EXTRACTORS), help="comma-separated: " + ", ".join(EXTRACTORS))
+    sk = sub.add_parser("sketches", help="region figures on procedural sketches against their drawn shapes")
+    sk.add_argument("--size", type=int, default=512)
+    sk.add_argument("--seeds", default="0-191", help="FIRST-LAST")
+    sk.add_argument("--hatch-share", type=float, default=0.4)
     pic = sub.add_parser("picture", help="write the README's flats picture")
     pic.add_argument("out", type=Path)
     args = p.parse_args(argv)
     if args.what == "picture":
         print(f"wrote {picture(args.out)}")
         return 0
+    if args.what == "sketches":
+        first, _, last = args.seeds.partition("-")
+        r = measure_sketches(range(int(first), int(last or first) + 1), args.size, args.hatch_share)
+        right = r["drawings"] - len(r["failing"])
+        print(f"{args.size} px, {r['drawings']} drawings: {right} entirely right; {r['shapes']} shapes, "
+              f"{r['split']} split, {r['mixed']} regions over two shapes")
+        for seed, (split, mixed) in r["failing"].items():
+            print(f"  seed {seed}: {split} shapes split, {mixed} regions over two shapes")
+        return 0
+    extractors = tuple(args.extractors.split(","))
+    if set(extractors) - set(EXTRACTORS):
+        print(f"unknown extractor(s) {sorted(set(extractors) - set(EXTRACTORS))}; choose from "
+              f"{', '.join(EXTRACTORS)}", file=sys.stderr)
+        return 2
     if not args.folder.is_dir():
         print(f"no folder {args.folder}", file=sys.stderr)
         return 2
-    for name, r in measure_faces(args.folder, args.count).items():
+    for name, r in measure_faces(args.folder, args.count, extractors).items():
         print(f"{name:9s} {r['pictures']} pictures: largest region {r['largest_share_median']:.0%} median, "
               f"{r['largest_share_max']:.0%} at most; regions {r['regions_median']:.0f} median, {r['regions_min']} "
-              f"at least; {r['failing']} miss a goal (> {MAX_SHARE:.0%} or < {MIN_REGIONS} regions)")
+              f"at least; {r['failing']} miss a goal (> {MAX_SHARE:.0%} or < {MIN_REGIONS} regions)"
+              + (f": {' '.join(r['failing_files'])}" if r["failing"] else ""))
     return 0
 
 

@@ -26,8 +26,10 @@ Trapped-ball filling (Zhang et al. 2009) with decreasing ball radii, done for al
 
 The largest radius follows the picture: gaps scale with the line width and the canvas size (a drawing
 scanned larger has larger gaps). On large canvases the ball levels run on a canvas shrunk by 2 or 4 (a
-coarse pixel is ink if any of its pixels is), where they cost a quarter or a sixteenth; the paper level
-and everything after run at full resolution, so the regions' edges follow the lines exactly.
+coarse pixel is ink if any of its pixels is), where they cost a quarter or a sixteenth, as long as the
+ball is a few coarse pixels wide; the smallest ball, the paper level and everything after run at full
+resolution, so narrow strips (between hatching strokes) are found whole and the regions' edges follow
+the lines exactly.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ from .lines import Ink, find_ink
 GAP_PER_LINE_WIDTH = 2.0  # auto gap: this many line widths ...
 GAP_PER_1000_PX = 6.0  # ... plus this many px per 1000 px of the canvas's long side
 COARSE_FROM = 2048  # long side from which the ball levels run on a canvas shrunk by 2 (by 4 from twice this)
+COARSE_MIN_RADIUS = 2.0  # ... those of balls of at least this radius in coarse px (see level_radii)
 MIN_BIRTH = 2.0  # a region is found at a ball level once its centres cover this many r^2 (the last level: any)
 SMALL_SHARE = 1e-4  # regions under this share of the canvas are small (and at least config.min_region px)
 SLIVER_FACTOR = 4  # regions no ball fits in are small up to this many times that
@@ -70,6 +73,39 @@ def ball_radii(gap: int) -> list[float]:
 def coarse_factor(height: int, width: int) -> int:
     side = max(height, width)
     return 4 if side >= 2 * COARSE_FROM else 2 if side >= COARSE_FROM else 1
+
+
+def level_radii(gap: int, f: int) -> list[tuple[float, int]]:
+    """The ball levels (radius px, the factor of the canvas it runs on): the balls of ball_radii(gap) that
+    are still COARSE_MIN_RADIUS pixels on the canvas shrunk by f run there, then the smallest one (1 px)
+    on the full canvas. A ball of a pixel or so on the coarse canvas fragments the strips between close
+    hatching strokes (a coarse pixel is ink where any of its pixels is), and the pieces then meet across
+    paper, where no line tells that they are one strip. The balls between are left out: each would cost
+    a full-canvas pass, and the drawings come out as right without them (docs/performance.md)."""
+    radii = ball_radii(gap)
+    if f == 1:
+        return [(r, 1) for r in radii]
+    coarse = [(r, f) for r in radii if r / f >= COARSE_MIN_RADIUS]
+    return coarse + [(r, 1) for r in radii[len(coarse):][-1:]]
+
+
+def _scale_up(labels: np.ndarray, k: int, height: int, width: int) -> np.ndarray:
+    """Labels on a canvas shrunk by k scaled up to the (height, width) canvas (each coarse pixel k x k)."""
+    if k == 1:
+        return labels
+    up = cv2.resize(labels, (labels.shape[1] * k, labels.shape[0] * k), interpolation=cv2.INTER_NEAREST)
+    return np.ascontiguousarray(up[:height, :width])
+
+
+def _centres(ink: np.ndarray, r: float) -> np.ndarray:
+    """The ball centres of radius r: the pixels farther than r from the ink and from the canvas's edge,
+    as the distance transform gives them, from a dilation of the ink by the disk of radius r (a small
+    ball's dilation costs a fraction of a distance transform on a large canvas)."""
+    k = int(r)
+    yy, xx = np.mgrid[-k:k + 1, -k:k + 1]
+    disk = (yy * yy + xx * xx <= r * r).astype(np.uint8)
+    near = cv2.dilate(ink, disk, borderType=cv2.BORDER_CONSTANT, borderValue=1)
+    return cv2.compare(near, 0, cv2.CMP_EQ).view(bool)
 
 
 def _shrink_ink(ink: np.ndarray, f: int) -> np.ndarray:
@@ -188,35 +224,40 @@ def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig(), ink: Ink | No
         return np.ones((1, 1), np.int32)
     gap = config.gap if config.gap is not None else auto_gap(ink.width, H, W)
 
-    # Step 2, the ball levels: on the coarse canvas, radii in its pixels (those under one dropped).
-    f = coarse_factor(H, W)
-    radii = [r for r in ball_radii(gap) if r / f >= 1]
+    # Step 2, the ball levels (level_radii): those on the canvas shrunk by f take their centres from its
+    # distances to the ink, which also give every region's inradius; the last one on the full canvas, if
+    # f > 1, from a dilation of the ink by its ball.
+    f = fc = coarse_factor(H, W)
+    levels = level_radii(gap, f)
     labels = np.zeros((1, 1), np.int32)
     born = [np.zeros(1)]  # the radius (px) of the level at which each region was found; 0 for the paper's
     inradius = np.zeros(1, np.float32)
-    n_labels = 0
-    if radii:
+    n_labels, coarse = 0, None
+    if levels:
         dist = _distance(_shrink_ink(mask, f))
         labels = np.zeros(dist.shape, np.uint16)  # 16-bit while the regions fit (see _level)
-        previous = radii[0]
-        for r in radii:
-            rc = r / f
-            last = r == radii[-1]
-            labels, n = _level(labels, n_labels, dist > rc, math.ceil((previous - r) / f) + 2,
-                                  0 if last else math.ceil(MIN_BIRTH * rc * rc), corridors=last)
+        previous, ink_fc = levels[0][0], None
+        for r, fr in levels:
+            if fr != fc:  # a finer canvas: the labels so far scaled up to it
+                labels = _scale_up(labels, fc // fr, -(-H // fr), -(-W // fr))
+                fc, ink_fc = fr, _shrink_ink(mask, fr)
+            last = r == levels[-1][0]
+            centres = dist > r / fc if fc == f else _centres(ink_fc, r / fc)
+            labels, n = _level(labels, n_labels, centres, math.ceil((previous - r) / fc) + 2,
+                               0 if last else math.ceil(MIN_BIRTH * (r / fc) ** 2), corridors=last)
             born.append(np.full(n - n_labels, r))
             n_labels, previous = n, r
         inradius = np.zeros(n_labels + 1, np.float32)
-        np.maximum.at(inradius, labels.ravel(), dist.ravel())
+        k = f // fc  # the labels on the first canvas: every k-th pixel of the last one's
+        np.maximum.at(inradius, (labels[::k, ::k] if k > 1 else labels).ravel(), dist.ravel())
         inradius *= f
         del dist
+        coarse = (labels, fc) if fc > 1 else None
     # 16-bit labels while they fit (the usual case): half the memory traffic of 32-bit ones.
-    coarse = (labels, f) if radii else None
     if n_labels < (1 << 16) - 1:
         labels = labels.astype(np.uint16)
-    if f > 1 and radii:
-        size_up = (labels.shape[1] * f, labels.shape[0] * f)
-        labels = np.ascontiguousarray(cv2.resize(labels, size_up, interpolation=cv2.INTER_NEAREST)[:H, :W])
+    if fc > 1:
+        labels = _scale_up(labels, fc, H, W)
     if labels.shape != (H, W):
         labels = np.zeros((H, W), labels.dtype)
     balls = n_labels
