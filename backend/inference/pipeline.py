@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from backend import __version__
 from backend.inference import flats as flats_mod
+from backend.inference.hints import HintFill, check_hints, hint_fill, model_hints
 from backend.model.checkpoint import Checkpoint, load_checkpoint
 from backend.model.config import ModelConfig, to_dict
 from backend.inference.imageio import DEFAULT_LIMITS, Limits, check_size
@@ -36,12 +37,28 @@ from backend.model.networks import Generator, normalize_style, shared_style_enco
 from backend.model.preprocess import reference_input, resize
 from backend.protocol import MAX_RESOLUTION, MIN_RESOLUTION, OUTPUTS
 
-DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "demo" / "model"
+DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "demo" / "model"  # synthetic characters, 64 px
+ANIME_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "anime-128"  # real anime faces + synthetic
 
 
 def default_checkpoint() -> Path | None:
-    """The bundled demo model, when it is there."""
+    """The bundled anime model; the synthetic demo model where the anime model's VGG16 weights are not set up
+    (it says so once: `irodori weights` fixes it), or None when neither is bundled."""
+    if (ANIME_CHECKPOINT / "config.json").is_file():
+        from backend.model.vgg16 import weights_path
+
+        if weights_path().is_file():
+            return ANIME_CHECKPOINT
+        if (DEMO_CHECKPOINT / "config.json").is_file():
+            _warn_once(f"the default anime model needs the VGG16 (HED) weights, which are not set up "
+                       f"({weights_path()} is missing): run `irodori weights` (or `make install`). "
+                       f"Using the synthetic demo model instead.")
     return DEMO_CHECKPOINT if (DEMO_CHECKPOINT / "config.json").is_file() else None
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
 
 
 def untrained_checkpoint(config: ModelConfig = ModelConfig(), seed: int = 0) -> Checkpoint:
@@ -185,6 +202,14 @@ def _segment(line: np.ndarray) -> tuple[np.ndarray, "flats_mod.Votes", np.ndarra
     return cached[1], cached[2], cached[3]
 
 
+def _segment_and_hints(line: np.ndarray, hints: np.ndarray | None
+                       ) -> tuple[np.ndarray, "flats_mod.Votes", np.ndarray, HintFill | None]:
+    """_segment() and the hinted regions' pixels (hints.hint_fill), both on the segmenter thread while the
+    model runs. The hints are not cached: they change with every stroke, the line art does not."""
+    labels, votes, ink = _segment(line)
+    return labels, votes, ink, hint_fill(hints, labels)
+
+
 def _to_uint8(x: np.ndarray) -> np.ndarray:
     y = x * 255.0  # one float temporary, updated in place (the same arithmetic as clip(x * 255 + 0.5))
     y += 0.5
@@ -242,8 +267,20 @@ class Colorizer:
             "bf16": self.bf16,
             "crisp": self.crisp,
             "outputs": list(OUTPUTS),
+            "hints": self.takes_hints,
             "limits": {k: getattr(self.limits, k) for k in self.limits.__dataclass_fields__},
         }
+
+    @property
+    def takes_hints(self) -> bool:
+        """Whether the model was trained with colour hints (it reads them as extra input planes)."""
+        return self.config.hint_channels > 0
+
+    def _check_hints(self, hints: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        if not self.takes_hints:
+            raise ValueError(f"the model {self.name} was trained without colour hints (hint_channels 0), so it "
+                             "cannot follow them: send no hints, or load a model trained with hint_channels 4")
+        return check_hints(hints, size)
 
     def _autocast(self):
         if not self.bf16:
@@ -262,16 +299,24 @@ class Colorizer:
             return normalize_style(self.encoder(torch.cat(batch)).float())
 
     def colorize(self, lineart: np.ndarray, reference: np.ndarray, outputs: Sequence[str] = ("color",),
-                 resolution: int | None = None, timings: dict | None = None) -> dict[str, np.ndarray]:
-        """Colour one line art; returns {output name: (H,W,3) uint8 RGB} at the line art's full size."""
-        return self.colorize_batch([(lineart, reference, tuple(outputs), resolution)], timings)[0]
+                 resolution: int | None = None, timings: dict | None = None,
+                 hints: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Colour one line art; returns {output name: (H,W,3) uint8 RGB} at the line art's full size.
 
-    def colorize_batch(self, requests: Sequence[tuple[np.ndarray, np.ndarray, Sequence[str], int | None]],
-                       timings: dict | None = None) -> list[dict[str, np.ndarray]]:
-        """Several requests; those whose padded model-resolution shapes match share one generator call."""
+        hints: optional (H,W,4) uint8 RGBA at the line art's size, alpha > 0 = "this colour here" (hints.py);
+        only for a model trained with hints (`takes_hints`)."""
+        return self.colorize_batch([(lineart, reference, tuple(outputs), resolution, hints)], timings)[0]
+
+    def colorize_batch(self, requests: Sequence[tuple], timings: dict | None = None) -> list[dict[str, np.ndarray]]:
+        """Several requests, each (line art, reference, outputs, resolution[, hints]); those whose padded
+        model-resolution shapes match share one generator call."""
         t0 = time.perf_counter()
-        prepared = []
-        for lineart, reference, outputs, resolution in requests:
+        prepared, hint_images = [], []
+        for request in requests:
+            if len(request) not in (4, 5):
+                raise ValueError("a request is (line art, reference, outputs, resolution[, hints])")
+            lineart, reference, outputs, resolution = request[:4]
+            hints = request[4] if len(request) == 5 else None
             bad = [o for o in outputs if o not in OUTPUTS]
             if bad or not outputs:
                 raise ValueError(f"unknown output(s) {bad}; choose from {', '.join(OUTPUTS)}")
@@ -282,13 +327,16 @@ class Colorizer:
                 raise ValueError(f"resolution {res} must be a multiple of {self.config.multiple} between "
                                  f"{MIN_RESOLUTION} and {MAX_RESOLUTION}")
             prepared.append((a, reference, tuple(outputs), res))
+            hint_images.append(None if hints is None else self._check_hints(hints, a.shape[:2]))
         # Flats' segmentation needs only the line art: it starts on a worker thread now, while this thread
         # runs the model (numpy and OpenCV release the GIL), so flats add little more than their fill step.
         # Crisp colour needs the regions for every output; it applies where the model's colour is resized up
         # (at the model's own size there is no resize to bleed, and small drawings segment less reliably).
         sharp = [self.crisp and max(a.shape[:2]) > res for a, _, _, res in prepared]
-        segments = [_segmenter().submit(_segment, a) if crisp or {"flats", "shading"} & set(outputs)
-                    else None for (a, _, outputs, _), crisp in zip(prepared, sharp)]
+        # Hints paint whole regions, so they need the regions too.
+        segments = [_segmenter().submit(_segment_and_hints, a, hints)
+                    if crisp or hints is not None or {"flats", "shading"} & set(outputs) else None
+                    for (a, _, outputs, _), crisp, hints in zip(prepared, sharp, hint_images)]
         lines = [a for a, _, _, _ in prepared]
         greys = [grey_u8(a) for a in lines]
         prepared = [(_unit(grey), reference, outputs, res)
@@ -298,13 +346,15 @@ class Colorizer:
 
         # sketches at model resolution, padded with paper (white) to the U-net's multiple
         m = self.config.multiple
-        sketches, groups = [], {}
+        sketches, planes, groups = [], [], {}
         for i, (grey, _, _, res) in enumerate(prepared):
             h, w = model_size(*grey.shape, res)
             full = torch.from_numpy(grey)[None, None].to(self.device)
             small = resize(full, (h, w))
             ph, pw = math.ceil(h / m) * m, math.ceil(w / m) * m
             sketches.append((F.pad(small, (0, pw - w, 0, ph - h), value=1.0), h, w))
+            if self.takes_hints:  # no hint anywhere in the padding
+                planes.append(F.pad(model_hints(hint_images[i], (h, w), self.device), (0, pw - w, 0, ph - h)))
             groups.setdefault((ph, pw), []).append(i)
         colours: list[torch.Tensor | None] = [None] * len(prepared)
         # On a CPU one image already fills every core and a batched call only spills the caches (measured:
@@ -315,7 +365,8 @@ class Colorizer:
             for group in groups.values():
                 for start in range(0, len(group), step):
                     idx = group[start:start + step]
-                    out = self.generator(torch.cat([sketches[i][0] for i in idx]), style[idx])
+                    hints = torch.cat([planes[i] for i in idx]) if self.takes_hints else None
+                    out = self.generator(torch.cat([sketches[i][0] for i in idx]), style[idx], hints=hints)
                     for j, i in enumerate(idx):
                         colours[i] = out[j:j + 1, :, : sketches[i][1], : sketches[i][2]].float()
         t2 = time.perf_counter()
@@ -325,11 +376,13 @@ class Colorizer:
             assert colour is not None
             with torch.inference_mode():
                 color_u8 = colour_layer(colour, grey.shape)
-            labels = votes = None
+            labels = votes = painted = None
             if segment is not None:
-                labels, votes, ink = segment.result()
+                labels, votes, ink, painted = segment.result()
                 if crisp:
                     color_u8 = crisp_colour(color_u8, labels, votes, ink, colour.shape[2:])
+                if painted is not None:  # hinted regions take their hint colour exactly, across the region
+                    color_u8 = painted.paint(color_u8)
             result: dict[str, np.ndarray] = {}
             if "color" in outputs:
                 result["color"] = color_u8
@@ -338,6 +391,8 @@ class Colorizer:
                 result["flattened"] = _to_uint8(color_u8 * flat_grey[..., None])
             if {"flats", "shading"} & set(outputs):
                 flat = flats_mod.flats(line, color_u8, labels=labels, votes=votes)
+                if painted is not None:  # exactly: fill()'s median goes through Lab and may round
+                    flat = painted.paint(flat)
                 if "flats" in outputs:
                     result["flats"] = flat
                 if "shading" in outputs:
