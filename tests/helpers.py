@@ -1,11 +1,13 @@
 """Shared test helpers: tiny checkpoints, free ports, simple line art."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+import pytest
 import torch
 
 from backend.model.checkpoint import save_checkpoint
@@ -22,6 +24,21 @@ def make_tiny_checkpoint(path: str | Path, seed: int = 0, config: ModelConfig = 
     torch.manual_seed(seed)
     gen = Generator(config)
     return save_checkpoint(path, gen, shared_style_encoder(config.vgg_weights).sha256, meta={"untrained": True})
+
+
+TINY_HINTS = dataclasses.replace(TINY, hint_channels=4)  # TINY that also reads colour hints
+
+
+def make_tiny_hint_checkpoint(path: str | Path, seed: int = 0) -> Path:
+    """make_tiny_checkpoint with hint_channels 4: a model that takes colour hints (issue 22)."""
+    return make_tiny_checkpoint(path, seed, TINY_HINTS)
+
+
+@pytest.fixture(scope="session")
+def tiny_hint_checkpoint(tmp_path_factory) -> Path:
+    """A tiny untrained checkpoint that takes hints; use it with `from helpers import tiny_hint_checkpoint`
+    (pytest finds a fixture imported into the test module)."""
+    return make_tiny_hint_checkpoint(tmp_path_factory.mktemp("ckpt-hints") / "tiny-hints")
 
 
 def line_art(height: int, width: int, rgba: bool = False, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Real `irodori serve` / `irodori broker` processes for the protocol, server and broker tests."""
+"""Real `irodori serve` processes for the protocol and server tests."""
 from __future__ import annotations
 
 import struct
@@ -28,15 +28,6 @@ def wait_until_serving(endpoint: str, proc: BackendProcess, timeout: float = 90.
 def start_server(endpoint: str, checkpoint: Path, *extra: str) -> BackendProcess:
     return start_serving(endpoint, "serve", "--bind", endpoint, "--checkpoint", str(checkpoint), "--device", "cpu",
                          *extra, env=TEST_ENV)
-
-
-def start_worker(broker_workers: str, checkpoint: Path, *extra: str) -> Process:
-    return Process("serve", "--connect", broker_workers, "--checkpoint", str(checkpoint), "--device", "cpu", *extra)
-
-
-def start_broker(endpoint: str, workers: str, *extra: str) -> BackendProcess:
-    return start_serving(endpoint, "broker", "--bind", endpoint, "--workers", workers, *extra, timeout=30.0,
-                         env=TEST_ENV)
 
 
 # ---------------------------------------------------------------------------------------- test images

@@ -29,9 +29,11 @@ import pytest
 from PIL import Image
 
 import hostlib
-from helpers import free_port, line_art, reference
+from helpers import free_port, line_art, reference, tiny_hint_checkpoint  # noqa: F401  (a fixture)
+from server_fixtures import Process
 
 from backend import protocol
+from backend.inference.colour import ciede2000, rgb_to_lab
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_SRC = ROOT / "plugin_gimp" / "irodori"
@@ -104,6 +106,15 @@ def backend(installed_plugin, tiny_checkpoint, tmp_path_factory):
             proc.wait()
 
 
+@pytest.fixture(scope="module")
+def hint_backend(installed_plugin, tiny_hint_checkpoint):
+    """A second server whose tiny model takes hints (hint_channels 4); the session waits for it."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    proc = Process("serve", "--bind", endpoint, "--checkpoint", str(tiny_hint_checkpoint), "--device", "cpu")
+    yield endpoint, proc
+    proc.stop()
+
+
 def png_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, "PNG")
@@ -117,20 +128,54 @@ def decode(b64: str, shape: tuple[int, ...]) -> np.ndarray:
 LINEART = line_art(H, W, rgba=True, seed=1)  # black strokes on a transparent layer
 REFERENCE = reference(40, 40, seed=2)
 BATCH_INPUTS = {"a.png": line_art(40, 56, seed=3), "b.png": line_art(32, 32, seed=4)}  # greyscale, white paper
+HINT_RGB = (230, 80, 160)  # a pink no tiny untrained model paints by itself
+DOT = (28, 22, 3, 3)  # x, y, w, h of the hint dot in the line-art layer, inside BOX's box
+INSIDE = (slice(12, 36), slice(14, 48))  # rows, columns of the box, 2 px in from its lines
+
+
+def box_lines() -> np.ndarray:
+    """Black 2 px box (x 10..51, y 8..39) on a transparent W x H layer: one closed area to hint."""
+    a = np.zeros((H, W, 4), np.uint8)
+    a[8:40, 10:52, 3] = 255
+    a[10:38, 12:50, 3] = 0
+    return a
+
+
+def hint_picture() -> np.ndarray:
+    """RGBA of the line art's size: transparent but for the dot."""
+    a = np.zeros((H, W, 4), np.uint8)
+    x, y, w, h = DOT
+    a[y:y + h, x:x + w] = (*HINT_RGB, 255)
+    return a
+
+
+def box_paper() -> np.ndarray:
+    """The box as a batch input file holds it: greyscale, black ink on white paper."""
+    return np.where(box_lines()[..., 3] > 0, 0, 255).astype(np.uint8)
+
+
+def near_hint(rgb: np.ndarray) -> float:
+    """The largest CIEDE2000 distance of the (..., 3) pixels from the hint colour."""
+    return float(ciede2000(rgb_to_lab(rgb.reshape(-1, 3)), rgb_to_lab(np.array([HINT_RGB], np.uint8))).max())
 
 
 @pytest.fixture(scope="module")
-def session(installed_plugin, backend) -> dict:
+def session(installed_plugin, hint_backend, backend) -> dict:
+    hint_backend[1].wait_until_serving(hint_backend[0], 120)
     files = {"lineart.rgba": LINEART.tobytes(), "reference.png": png_bytes(REFERENCE),
-             "broken.png": b"\x89PNG\r\n\x1a\n not really a PNG"}
+             "broken.png": b"\x89PNG\r\n\x1a\n not really a PNG", "box.rgba": box_lines().tobytes(),
+             "box.png": png_bytes(box_paper()), "hints.png": png_bytes(hint_picture()),
+             "hint_box.png": png_bytes(hint_picture())}
     files.update({f"in_{name}": png_bytes(img) for name, img in BATCH_INPUTS.items()})
     files["params.json"] = json.dumps({"endpoint": backend, "dead": f"tcp://127.0.0.1:{free_port()}",
-                                       "w": W, "h": H, "ox": OFFSET[0], "oy": OFFSET[1]}).encode()
+                                       "w": W, "h": H, "ox": OFFSET[0], "oy": OFFSET[1],
+                                       "hint_endpoint": hint_backend[0], "dot": [*DOT, *HINT_RGB]}).encode()
     return hostlib.run_gimp((hostlib.HOST_SCRIPTS / "gimp_session.py").read_text(), files, timeout=150)
 
 
-def expected(endpoint: str, lineart: np.ndarray, output: str = "color") -> np.ndarray:
-    """What the backend answers to the plug-in's request, sent from here: line art as RGBA pixels."""
+def expected(endpoint: str, lineart: np.ndarray, output: str = "color", hints: np.ndarray | None = None
+             ) -> np.ndarray:
+    """What the backend answers to the plug-in's request, sent from here: line art (and hints) as RGBA pixels."""
     if lineart.ndim == 2:
         lineart = np.repeat(lineart[..., None], 3, axis=2)
     if lineart.shape[2] == 3:
@@ -138,7 +183,8 @@ def expected(endpoint: str, lineart: np.ndarray, output: str = "color") -> np.nd
     ref = np.concatenate([REFERENCE, np.full(REFERENCE.shape[:2] + (1,), 255, np.uint8)], axis=2)
     with protocol.Client(endpoint, timeout=60) as client:
         result = client.colorize(protocol.Pixels.from_array(np.ascontiguousarray(lineart)),
-                                 protocol.Pixels.from_array(ref), outputs=(output,))
+                                 protocol.Pixels.from_array(ref), outputs=(output,),
+                                 hints=None if hints is None else protocol.Pixels.from_array(hints))
     return np.array(result[output].to_array())
 
 
@@ -183,9 +229,9 @@ def test_procedures_are_registered(session):
     colorize, files = found["python-fu-irodori-colorize"], found["python-fu-irodori-colorize-files"]
     assert colorize is not None and files is not None
     assert colorize["menu"] == ["<Image>/Filters/Irodori"]
-    for arg in ("reference-layer", "reference-file", "endpoint", "output", "transport"):
+    for arg in ("reference-layer", "reference-file", "endpoint", "output", "transport", "hints-layer", "hints-file"):
         assert arg in colorize["args"]
-    for arg in ("input-files", "input-folder", "reference-file", "output-folder"):
+    for arg in ("input-files", "input-folder", "reference-file", "output-folder", "hints-folder"):
         assert arg in files["args"]
 
 
@@ -269,6 +315,49 @@ def test_batch_keeps_going_past_a_bad_file_and_says_which(session):
     assert [layer["name"] for layer in layers][1:] == ["Irodori flats"]
     assert layers[0]["mode"] == "multiply"  # opaque line art over its flats
     assert all(layer["size"] == [56, 40] for layer in layers)
+
+
+@pytest.mark.gimp
+def test_hint_layer_colours_its_closed_area_and_changes_no_layer(session, hint_backend):
+    """The hint layer is the image's size at offset 0 (the line art sits at OFFSET): it is read where it lies."""
+    report = ok(session["hints_layer"])
+    assert report["status"] == "success", report.get("message")
+    assert [layer["name"] for layer in report["layers"]] == ["hints", "notes", "lines", "Irodori colour", "paper"]
+    assert report["unchanged"], "the line-art and hint layers are byte-for-byte unchanged"
+    got = decode(report["colour"], (H, W, 4))
+    assert near_hint(got[INSIDE][..., :3]) < 5, "the hinted box takes the hint colour"
+    assert np.array_equal(got, expected(hint_backend[0], box_lines(), hints=hint_picture()))
+    plain = expected(hint_backend[0], box_lines())
+    assert ciede2000(rgb_to_lab(plain[INSIDE][..., :3].reshape(-1, 3)),
+                     rgb_to_lab(np.array([HINT_RGB], np.uint8))).min() > 20, "without the hint it is not pink"
+    from_file = ok(session["hints_file"])
+    assert from_file["status"] == "success", from_file.get("message")
+    assert from_file["unchanged"] and from_file["colour"] == report["colour"], "a hints file gives the same"
+
+
+@pytest.mark.gimp
+def test_hints_for_a_model_without_hints_or_of_another_size_are_refused(session):
+    report = ok(session["hints_refused"])
+    assert report["status"] == "execution-error" and "hint" in report["message"], report
+    assert [layer["name"] for layer in report["layers"]] == ["hints", "notes", "lines", "paper"]
+    assert report["unchanged"]
+    wrong = ok(session["hints_wrong_size"])  # a hints file must be the line art's size
+    assert wrong["status"] == "execution-error" and "is 40x40 but the line art is 64x48" in wrong["message"], wrong
+    assert [layer["name"] for layer in wrong["layers"]] == ["notes", "lines", "paper"]
+
+
+@pytest.mark.gimp
+def test_batch_takes_hints_from_a_folder_by_file_name(session, hint_backend):
+    """box.png has a hint picture of the same name; b.png has none and is coloured without hints."""
+    report = ok(session["batch_hints"])
+    assert report["status"] == "success", report.get("message")
+    assert report["written"] == 2 and sorted(report["outputs"]) == ["b.png", "box.png"]
+    box = np.array(Image.open(io.BytesIO(base64.b64decode(report["outputs"]["box.png"]))).convert("RGB"))
+    assert near_hint(box[INSIDE]) < 5
+    out = np.array(Image.open(io.BytesIO(base64.b64decode(report["outputs"]["b.png"]))).convert("RGB"))
+    lineart = BATCH_INPUTS["b.png"]
+    colour = expected(hint_backend[0], lineart)[..., :3]
+    assert np.array_equal(out[lineart != 0], colour[lineart != 0])
 
 
 # ----------------------------------------------------------------------------------------------------------

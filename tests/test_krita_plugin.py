@@ -28,7 +28,8 @@ from PIL import Image
 import hostlib
 from backend.tools import plugins
 from backend.protocol import Client, Pixels
-from helpers import free_port
+from backend.inference.colour import ciede2000, rgb_to_lab
+from helpers import free_port, tiny_hint_checkpoint  # noqa: F401  (a fixture)
 from server_fixtures import Process, start_server, wait_until_serving
 
 pytestmark = pytest.mark.krita
@@ -133,15 +134,36 @@ def backend(checkpoint):
 
 
 @pytest.fixture(scope="module")
+def hint_backend(tiny_hint_checkpoint):
+    """A second server whose tiny model takes hints (hint_channels 4); started without waiting, so that it
+    loads while `backend` starts (the first use waits for it)."""
+    hostlib.require_krita()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    proc = Process("serve", "--bind", endpoint, "--checkpoint", str(tiny_hint_checkpoint), "--device", "cpu")
+    yield endpoint, proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
 def plugin_dir(tmp_path_factory) -> Path:
     """The BUILT plugin in a pykrita-style folder (irodori.desktop + irodori/ holding a copy of the protocol)."""
     return plugins.install(plugins.PLUGINS["krita"], tmp_path_factory.mktemp("pykrita"))
 
 
 # ---------------------------------------------------------------------------------------------- kritarunner
+HINT_RGB = (230, 80, 160)  # a pink no tiny untrained model paints by itself
+DOT = (29, 29, 3, 3)  # x, y, w, h: inside the closed box of bgra_lines (x 12..47, y 10..51)
+BOX = (slice(12, 50), slice(14, 46))  # rows, columns of that box, 2 px in from its lines
+
+
+def hint_dot() -> np.ndarray:
+    return np.tile(np.array([*HINT_RGB[::-1], 255], np.uint8), (DOT[3], DOT[2], 1))  # BGRA
+
+
 @pytest.fixture(scope="module")
-def runner_results(backend, plugin_dir, tmp_path_factory):
+def runner_results(hint_backend, backend, plugin_dir, tmp_path_factory):
     """One kritarunner session runs every scripted scenario (Krita starts once: the file stays fast)."""
+    wait_until_serving(*hint_backend)
     tmp = tmp_path_factory.mktemp("krita-data")
     (tmp / "lines.bgra").write_bytes(bgra_lines(W, H).tobytes())
     ref = bgra_reference(W, H)
@@ -149,8 +171,10 @@ def runner_results(backend, plugin_dir, tmp_path_factory):
     Image.fromarray(ref[..., [2, 1, 0, 3]]).save(tmp / "reference.png")
     frames = {t: bgra_lines(W, H, shift=4 * i).tobytes() for i, t in enumerate((0, 2, 5))}
     (tmp / "anim.kra").write_bytes(animated_kra(W, H, frames))
+    (tmp / "hint_dot.bgra").write_bytes(hint_dot().tobytes())
     env = {"IRODORI_PLUGIN_DIR": str(plugin_dir), "IRODORI_DATA": str(tmp), "IRODORI_W": str(W),
-           "IRODORI_H": str(H), "IRODORI_ENDPOINT": backend,
+           "IRODORI_H": str(H), "IRODORI_ENDPOINT": backend, "IRODORI_HINT_ENDPOINT": hint_backend[0],
+           "IRODORI_HINT_DOT": ",".join(map(str, DOT)),
            "IRODORI_DEAD_ENDPOINT": f"tcp://127.0.0.1:{free_port()}"}
     run = hostlib.run_krita(hostlib.HOST_SCRIPTS, "krita_checks", "main", env=env, timeout=150)
     return run.result
@@ -227,6 +251,38 @@ def test_errors_are_clear_and_add_no_layer(runner_results):
     assert runner_results["not_animated"]["code"] == "not_animated"
 
 
+def test_hint_layer_colours_its_closed_area_and_changes_no_layer(runner_results, hint_backend, backend):
+    r = runner_results["hints"]
+    # "New hint layer": directly above the line art (under the notes above it)
+    assert r["new_stack"] == ["Background", "reference", "lines", "Irodori hints", "notes"]
+    assert r["stack"] == ["Background", "reference", "Irodori colour (reference)", "Irodori colour (reference)",
+                          "lines", "Irodori hints", "notes"]
+    assert r["line_same"] and r["hints_same"], "the line-art and hint layers are byte-for-byte unchanged"
+    painted = np.zeros((H, W, 4), np.uint8)
+    painted[DOT[1]:DOT[1] + DOT[3], DOT[0]:DOT[0] + DOT[2]] = hint_dot()
+    assert base64.b64decode(r["hints_pixels"]) == painted.tobytes()
+
+    plain, hinted = (np.frombuffer(base64.b64decode(r[k]), np.uint8).reshape(H, W, 4) for k in ("plain", "hinted"))
+    box = hinted[BOX][..., 2::-1].reshape(-1, 3)  # BGRA -> RGB
+    distance = ciede2000(rgb_to_lab(box), rgb_to_lab(np.array([HINT_RGB], np.uint8)))
+    assert distance.max() < 5, f"the hinted box is up to {distance.max():.1f} from the hint colour"
+    assert ciede2000(rgb_to_lab(plain[BOX][..., 2::-1].reshape(-1, 3)),
+                     rgb_to_lab(np.array([HINT_RGB], np.uint8))).min() > 20, "without the hint it is not pink"
+    with Client(hint_backend[0], timeout=60) as client:  # exactly the backend's answer to lines + hints
+        expect = client.colorize(Pixels(W, H, "BGRA", bgra_lines(W, H).tobytes()),
+                                 Pixels(W, H, "BGRA", bgra_reference(W, H).tobytes()), output_layout="BGRA",
+                                 hints=Pixels(W, H, "BGRA", painted.tobytes()))
+    assert bytes(expect["color"].data) == hinted.tobytes()
+
+    refused = r["refused"]  # the model at `backend` has no hint channels: a clear error, no layer added
+    assert refused["error"] == "IrodoriError" and "hint" in refused["message"] and refused["stack_same"], refused
+    with Client(backend, timeout=60) as client:  # an empty hint layer is the same as none
+        expect = client.colorize(Pixels(W, H, "BGRA", bgra_lines(W, H).tobytes()),
+                                 Pixels(W, H, "BGRA", bgra_reference(W, H).tobytes()), output_layout="BGRA")
+    assert bytes(expect["color"].data) == base64.b64decode(r["empty_hints"])
+    assert r["same_layer"]["code"] == "same_layer"
+
+
 # ---------------------------------------------------------------------------------------------- the full app
 def character_pictures(size: int):
     """Line art of one synthetic character (ink on transparent) and a picture of another one as reference."""
@@ -240,19 +296,33 @@ def character_pictures(size: int):
     return lines, ref
 
 
-def test_zip_installs_loads_and_docker_colours_in_the_real_app(backend, checkpoint, tmp_path):
+def test_zip_installs_loads_and_docker_colours_in_the_real_app(backend, hint_backend, checkpoint, tmp_path):
     hostlib.require_krita(gui=True)
     # a backend that takes 5 s per batch, to press Cancel while it works (started now, used later)
     slow_endpoint = f"tcp://127.0.0.1:{free_port()}"
     slow = Process("serve", "--bind", slow_endpoint, "--checkpoint", str(checkpoint), "--device", "cpu",
                    "--delay-ms", "5000")
     try:
-        _real_app_checks(backend, slow, slow_endpoint, tmp_path)
+        _real_app_checks(backend, slow, slow_endpoint, tmp_path, hint_backend)
     finally:
         slow.stop()
 
 
-def _real_app_checks(backend: str, slow: Process, slow_endpoint: str, tmp_path: Path) -> None:
+def paper_dot(lines: np.ndarray, size: int = 3) -> tuple[int, int, int, int]:
+    """x, y, w, h of a size x size dot on paper, at least 3 px from any ink, nearest the picture's centre."""
+    ink = lines[..., 3] > 0
+    h, w = ink.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    best = None
+    for y, x in sorted(zip(ys.ravel(), xs.ravel()), key=lambda p: abs(p[0] - h // 2) + abs(p[1] - w // 2)):
+        if 3 <= y < h - size - 3 and 3 <= x < w - size - 3 and not ink[y - 3:y + size + 3, x - 3:x + size + 3].any():
+            best = (int(x), int(y), size, size)
+            break
+    assert best is not None, "no paper in the line art"
+    return best
+
+
+def _real_app_checks(backend: str, slow: Process, slow_endpoint: str, tmp_path: Path, hint_backend) -> None:
     # 1. Krita's own importer (Tools > Scripts > Import Python Plugin from File...) unpacks the built zip
     zip_path = plugins.build_zip(plugins.PLUGINS["krita"], tmp_path / "zip")
     resources = tmp_path / "resources"
@@ -272,11 +342,14 @@ def _real_app_checks(backend: str, slow: Process, slow_endpoint: str, tmp_path: 
     (data / "character_ref.bgra").write_bytes(ref.tobytes())
     shot = tmp_path / "krita-docker.png"
     wait_until_serving(slow_endpoint, slow)
+    wait_until_serving(*hint_backend)
     try:
         run = hostlib.run_krita_gui([pykrita], startup=(hostlib.HOST_SCRIPTS / "krita_docker.py").read_text(),
                                     screenshot=shot, delay=2.0, timeout=170,
                                     env={"IRODORI_DATA": str(data), "IRODORI_ENDPOINT": backend,
-                                         "IRODORI_SIZE": str(size),
+                                         "IRODORI_SIZE": str(size), "IRODORI_HINT_ENDPOINT": hint_backend[0],
+                                         "IRODORI_HINT_DOT": ",".join(map(str, (*paper_dot(lines),
+                                                                                *HINT_RGB[::-1]))),
                                          "IRODORI_DEAD_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
                                          "IRODORI_SLOW_ENDPOINT": slow_endpoint})
     except hostlib.HostError as exc:
@@ -302,6 +375,20 @@ def _real_app_checks(backend: str, slow: Process, slow_endpoint: str, tmp_path: 
     assert d["stack"] == ["Background", "reference", "Irodori colour (reference)", "line art"]
     assert r["worker_started"] and d["ui_ticks"] > 1 and d["visible"]
     assert d["status"].startswith("\u25cf connected") and d["saved_endpoint"] == backend
+
+    # "New hint layer": directly above the line art and picked as the hints; the line art stays picked. (Which
+    # layer is active is not checked: Document.setActiveNode has no effect under Xvfb, with no window manager.)
+    h = r["hints"]
+    assert h["stack"] == ["Background", "reference", "Irodori colour (reference)", "line art", "Irodori hints"]
+    assert h["picked"] == "Irodori hints" and h["line_pinned"], h
+    assert h["message"].startswith('Added "Irodori hints" above "line art"'), h["message"]
+    assert h["note_on_plain_model"] and not h["note_on_hint_model"], "the docker says when hints cannot work"
+    assert h["done"].startswith("Done in"), h["done"]
+    assert h["after"] == ["Background", "reference", "Irodori colour (reference)", "Irodori colour (reference)",
+                          "line art", "Irodori hints"]
+    assert h["unchanged"], "the line-art and hint layers are byte-for-byte unchanged"
+    dot = np.array([h["dot"][2::-1]], np.uint8)  # BGRA -> RGB
+    assert ciede2000(rgb_to_lab(dot), rgb_to_lab(np.array([HINT_RGB], np.uint8)))[0] < 5, h["dot"]
 
     # 3. the screenshot shows a real window with the docker drawn in it
     img = np.asarray(Image.open(shot).convert("RGB"))

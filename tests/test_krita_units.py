@@ -211,6 +211,14 @@ def test_server_facts_from_info(plug):
         assert f.ServerFacts.from_info(bad) == default
 
 
+def test_server_facts_say_whether_the_model_takes_hints(plug):
+    f = plug.server_facts
+    assert f.ServerFacts().hints is None and f.ServerFacts.from_info({"model": {}}).hints is None  # not known
+    assert f.ServerFacts.from_info({"model": {"hints": True}}).hints is True
+    assert f.ServerFacts.from_info({"model": {"hints": False}}).hints is False
+    assert f.ServerFacts.from_info({"model": {"hints": 1}}).hints is None  # malformed: not known
+
+
 # ------------------------------------------------------------------------------------------ errors, keyframes
 def test_friendly_errors_say_what_to_do(plug):
     e = plug.errors
@@ -228,7 +236,7 @@ def test_describe_backend(plug):
     assert plug.errors.describe_backend(info) == "connected: model demo on cuda"
     info["model"].update(model="C:\\m\\tiny", untrained=True)
     assert plug.errors.describe_backend(info).startswith("connected: model tiny on cuda (untrained")
-    assert plug.errors.describe_backend({"broker": {}}) == "connected"
+    assert plug.errors.describe_backend({"server": {}}) == "connected"
 
 
 def test_shown_keyframe(plug):

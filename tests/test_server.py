@@ -467,8 +467,7 @@ def test_an_idle_server_gives_kept_memory_back_once(colorizer, monkeypatch):
 # ============================================================================================ security
 def test_non_loopback_bind_is_refused_without_keys(tiny_checkpoint):
     for cmd in (["serve", "--bind", f"tcp://0.0.0.0:{free_port()}", "--checkpoint", str(tiny_checkpoint)],
-                ["broker", "--bind", f"tcp://*:{free_port()}"],
-                ["broker", "--workers", f"tcp://0.0.0.0:{free_port()}", "--bind", f"tcp://127.0.0.1:{free_port()}"]):
+                ["serve", "--bind", f"tcp://*:{free_port()}", "--checkpoint", str(tiny_checkpoint)]):
         proc = Process(*cmd)
         assert proc.wait(60) == 2, proc.log
         assert "refusing to bind" in proc.log and "irodori keys" in proc.log and "--insecure" in proc.log

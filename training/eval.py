@@ -44,6 +44,8 @@ Protocol (everything deterministic, nothing random at run time):
   (0.299 R + 0.587 G + 0.114 B, range 255), Gaussian window sigma 1.5 truncated to 11x11, K1 0.01, K2 0.03,
   averaged over the pixels whose window lies inside the image; then averaged over images.
 
+`--hints` adds the colour-hint figures on the same characters (training/eval_hints.py; JSON key "hints").
+
 `evaluate(model, ...)` accepts a Colorizer or any callable `(sketches, references) -> colour images`, so tests
 can put an oracle or a reference-blind model in its place.
 """
@@ -303,6 +305,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid-cases", type=int, default=4, help="sketches in the grid (two rows each)")
     p.add_argument("--json", type=Path, help="write all figures as JSON")
     p.add_argument("--batch", type=int, default=8, help="requests per model call")
+    p.add_argument("--hints", action="store_true",
+                   help="also score colour hints on the same characters (training/eval_hints.py): no hints, one "
+                        "per part, half the parts; needs a model trained with hint channels")
     from training.eval_real import add_image_arguments  # real pictures: --images FOLDER (training/eval_real.py)
 
     add_image_arguments(p)
@@ -312,6 +317,10 @@ def main(args: argparse.Namespace) -> int:
     from backend.inference.pipeline import Colorizer
 
     if getattr(args, "images", None):
+        if args.hints:
+            print("irodori eval: --hints scores the synthetic characters (they have part masks), not --images",
+                  file=sys.stderr)
+            return 2
         from training import eval_real
 
         return eval_real.main(args)
@@ -330,6 +339,10 @@ def main(args: argparse.Namespace) -> int:
                       "(raise --count for more)", file=sys.stderr)
                 seeds, palette_seeds = seeds[:args.count], palette_seeds[:args.count]
         colorizer = Colorizer(args.checkpoint, device=args.device)
+        if args.hints:
+            from training import eval_hints
+
+            eval_hints.check_hint_model(colorizer)
     except (ValueError, OSError) as exc:
         print(f"irodori eval: {exc}", file=sys.stderr)
         return 2
@@ -344,6 +357,11 @@ def main(args: argparse.Namespace) -> int:
                           palette_seeds=palette_seeds,
                           grid=args.grid, grid_cases=args.grid_cases, batch=args.batch,
                           reference_size=args.reference_size, progress=progress)
+        if args.hints:  # the same characters, references and sizes as the figures above
+            result["hints"] = eval_hints.evaluate_hints(
+                colorizer, seeds=result["protocol"]["seeds"], size=result["protocol"]["size"],
+                palette_seeds=palette_seeds, reference_size=result["protocol"]["reference_size"], batch=args.batch,
+                progress=progress)
     except ValueError as exc:
         print(f"irodori eval: {exc}", file=sys.stderr)
         return 2
@@ -351,6 +369,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"{colorizer.name}: {proto['characters']} held-out characters, {proto['pairs']} sketch/reference pairs, "
           f"{proto['size']} px (references {proto['reference_size']} px), {result['seconds']:.1f} s")
     print(format_table(result))
+    if "hints" in result:
+        print(eval_hints.format_table(result["hints"]))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(_no_nan(result), indent=2) + "\n")

@@ -59,7 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip", type=int, default=0, help="start at this held-out picture (default 0)")
     p.add_argument("--size", type=int, default=512, help="line-art size in px (default 512)")
     p.add_argument("--lines", default="xdog", help="line extractors used in turn (default xdog: the crispest)")
-    p.add_argument("--out", type=Path, default=Path("docs/real-showcase.png"), help="the PNG to write")
+    p.add_argument("--out", type=Path, default=Path("out/showcase.png"),
+                   help="the PNG to write (default out/showcase.png: the shared faces may not go into the repository)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """Irodori's wire protocol (docs/protocol.md): its constants, errors, pixel layouts, shared memory and client.
 
-The server, the broker, the CLI and both plugins import this package; the plugins link to this folder and
+The server, the CLI and both plugins import this package; the plugins link to this folder and
 their builds copy it. So every module here imports only the standard library at top level (Krita's and
 GIMP's own Pythons on Windows and macOS cannot load compiled packages) and its siblings by relative
 imports. pyzmq is used when it imports; otherwise the client speaks ZMTP 3.0 itself (zmtp.py).
@@ -11,10 +11,10 @@ Messages (after the ROUTER's identity frame): b"" delimiter, b"irodori/1", a JSO
 from __future__ import annotations
 
 from .client import Client, colorize_many, wait_until_serving
-from .constants import (DEFAULT_ENDPOINT, DEFAULT_LIMITS, DISCONNECT, DRAINING, ENCODED_FORMATS, HEARTBEAT,
-                        ID_PATTERN, INPUT_FORMATS, LAYOUT_CHANNELS, MAX_HEADER_BYTES, MAX_RESOLUTION, MIN_RESOLUTION,
-                        OPS, OUTPUT_FORMATS, OUTPUT_LAYOUTS, OUTPUTS, PROTOCOL_VERSION, READY, REPLY, REQUEST, ROLES,
-                        STOP_CODES, SUPPORTED_VERSIONS, VERSION_FRAME, VERSION_PREFIX, WORKER_PROTO, Limits)
+from .constants import (DEFAULT_ENDPOINT, DEFAULT_LIMITS, ENCODED_FORMATS, HINT_LAYOUTS, HINTS_ROLE, ID_PATTERN,
+                        INPUT_FORMATS, KEYFRAME_ROLES, LAYOUT_CHANNELS, MAX_HEADER_BYTES, MAX_RESOLUTION,
+                        MIN_RESOLUTION, OPS, OUTPUT_FORMATS, OUTPUT_LAYOUTS, OUTPUTS, PROTOCOL_VERSION, REQUIRED_ROLES,
+                        ROLES, STOP_CODES, SUPPORTED_VERSIONS, UNSURE_OUTPUT, VERSION_FRAME, VERSION_PREFIX, Limits)
 from .curve import CurveKeys
 from .endpoints import is_local_endpoint
 from .errors import ERROR_CODES, BackendUnavailable, IrodoriError, make_error
@@ -26,10 +26,11 @@ from .shm import (SHM_DIR, SHM_NAME_FORM, SHM_NAME_PATTERN, SharedBuffer, remove
 
 __all__ = [
     "Client", "colorize_many", "wait_until_serving",
-    "DEFAULT_ENDPOINT", "DEFAULT_LIMITS", "DISCONNECT", "DRAINING", "ENCODED_FORMATS", "HEARTBEAT", "ID_PATTERN",
-    "INPUT_FORMATS", "LAYOUT_CHANNELS", "MAX_HEADER_BYTES", "MAX_RESOLUTION", "MIN_RESOLUTION", "OPS",
-    "OUTPUT_FORMATS", "OUTPUT_LAYOUTS", "OUTPUTS", "PROTOCOL_VERSION", "READY", "REPLY", "REQUEST", "ROLES",
-    "STOP_CODES", "SUPPORTED_VERSIONS", "VERSION_FRAME", "VERSION_PREFIX", "WORKER_PROTO", "Limits",
+    "DEFAULT_ENDPOINT", "DEFAULT_LIMITS", "ENCODED_FORMATS", "HINT_LAYOUTS", "HINTS_ROLE", "ID_PATTERN",
+    "INPUT_FORMATS", "KEYFRAME_ROLES", "LAYOUT_CHANNELS", "MAX_HEADER_BYTES", "MAX_RESOLUTION", "MIN_RESOLUTION",
+    "OPS",
+    "OUTPUT_FORMATS", "OUTPUT_LAYOUTS", "OUTPUTS", "PROTOCOL_VERSION", "REQUIRED_ROLES", "ROLES",
+    "STOP_CODES", "SUPPORTED_VERSIONS", "UNSURE_OUTPUT", "VERSION_FRAME", "VERSION_PREFIX", "Limits",
     "CurveKeys", "is_local_endpoint", "ERROR_CODES", "BackendUnavailable", "IrodoriError", "make_error",
     "error_frames", "json_bytes", "reply_frames", "Pixels", "pyzmq_available",
     "SHM_DIR", "SHM_NAME_FORM", "SHM_NAME_PATTERN", "SharedBuffer", "remove_stale_segments", "shm_available",

@@ -1,4 +1,4 @@
-"""The client: one connection to a server or broker, over pyzmq or the built-in ZMTP transport."""
+"""The client: one connection to a server, over pyzmq or the built-in ZMTP transport."""
 from __future__ import annotations
 
 import itertools
@@ -12,7 +12,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .constants import DEFAULT_ENDPOINT, LAYOUT_CHANNELS, VERSION_FRAME
+from .constants import DEFAULT_ENDPOINT, HINTS_ROLE, KEYFRAME_ROLES, LAYOUT_CHANNELS, UNSURE_OUTPUT, VERSION_FRAME
 from .curve import CurveKeys
 from .endpoints import is_local_endpoint
 from .errors import IrodoriError, make_error, unavailable
@@ -29,7 +29,7 @@ BUSY_MAX_WAIT = 2.0
 
 
 class Client:
-    """One connection to an Irodori backend (server or broker); one request at a time per Client.
+    """One connection to an Irodori backend (`irodori serve`); one request at a time per Client.
 
     Use one Client per thread; `cancel()` is the only method another thread may call. Every call either
     returns within `timeout` seconds or raises IrodoriError (BackendUnavailable when nothing answers). After
@@ -74,17 +74,25 @@ class Client:
 
     # ---- operations
     def ping(self) -> dict:
-        """The server's ping reply header (a broker adds a "broker" section with its worker count)."""
+        """The server's ping reply header."""
         return self.request("ping")[0]
 
     def info(self) -> dict:
         """Versions, model, device, limits and batching settings of the server."""
         return self.request("info")[0]["info"]
 
-    def colorize(self, lineart: Any, reference: Any, outputs: Sequence[str] = ("color",),
+    def colorize(self, lineart: Any, reference: Any = None, outputs: Sequence[str] | None = None,
                  options: dict | None = None, output_layout: str = "RGBA",
-                 output_format: str = "raw", *, timeout: float | None = None) -> dict[str, Any]:
+                 output_format: str = "raw", *, timeout: float | None = None, hints: Any = None,
+                 keyframe: tuple[Any, Any] | None = None) -> dict[str, Any]:
         """Colour `lineart` from `reference`; each is Pixels, a uint8 numpy array, or encoded file bytes.
+
+        `hints` (optional, the same kinds): colour hints at the line art's size, RGBA or BGRA, transparent
+        where there is no hint; only a model that takes hints (info()["model"]["hints"]) accepts them.
+        `keyframe` (optional): (its line art, its flats or colour picture), the same kinds and one size: the
+        flats come back region by region in the keyframe's colours, and the "unsure" output marks the
+        regions without a good match. With a keyframe, `reference` defaults to its colouring and `outputs`
+        to ("flats", "unsure"); otherwise `reference` is required and `outputs` defaults to ("color",).
 
         Returns {output name: Pixels} (output_format "raw", pixels in output_layout with alpha 255) or
         {output name: PNG bytes} (output_format "png"). `options` may add "resolution" (and overrides the
@@ -92,9 +100,21 @@ class Client:
         queue raises IrodoriError("busy") at once: a person waiting on one picture should hear it now;
         batch work calls colorize_patiently instead. `timeout` (seconds) overrides the client's for this call.
         """
+        if keyframe is not None and (not isinstance(keyframe, (tuple, list)) or len(keyframe) != 2):
+            raise ValueError("keyframe must be a pair: (its line art, its colouring)")
+        if reference is None:
+            if keyframe is None:
+                raise ValueError("give a reference (the coloured picture to take colours from), or a keyframe")
+            reference = keyframe[1]
+        if outputs is None:
+            outputs = ("color",) if keyframe is None else ("flats", UNSURE_OUTPUT)
         opts = {"outputs": list(outputs), "output_layout": output_layout, "output_format": output_format,
                 **(options or {})}
         inputs = [_input("lineart", lineart), _input("reference", reference)]
+        if hints is not None:
+            inputs.append(_input(HINTS_ROLE, hints))
+        if keyframe is not None:
+            inputs += [_input(role, image) for role, image in zip(KEYFRAME_ROLES, keyframe)]
         if self.shared_memory and opts["output_format"] == "raw" and inputs[0][0]["format"] == "raw":
             try:
                 return self._colorize_shared(opts, inputs, timeout)

@@ -1,4 +1,4 @@
-"""Every fact the client, the server, the broker and both plugins share, defined here once (docs/protocol.md)."""
+"""Every fact the client, the server and both plugins share, defined here once (docs/protocol.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -12,10 +12,17 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:5717"
 
 OPS = ("ping", "info", "colorize")
 OUTPUTS = ("color", "flattened", "flats", "shading")  # what the pipeline can produce, in this order
-ROLES = ("lineart", "reference")
+HINTS_ROLE = "hints"  # the optional colour hints: transparent, a dot of colour = "this colour here"
+REQUIRED_ROLES = ("lineart", "reference")  # every colorize request sends these two images
+# The optional keyframe, both or neither: a coloured frame (its line art, then its flats or colour picture)
+# whose colours the line art's regions take, region by region (docs/protocol.md, "Keyframe").
+KEYFRAME_ROLES = ("keyframe_lineart", "keyframe_colour")
+ROLES = (*REQUIRED_ROLES, HINTS_ROLE, *KEYFRAME_ROLES)  # every input role, in the order a client sends them
+UNSURE_OUTPUT = "unsure"  # with a keyframe only: white where a region found no good match in the keyframe
 INPUT_FORMATS = ("raw", "encoded", "shm")  # encoded = a file in ENCODED_FORMATS; shm = see shm.SharedBuffer
 ENCODED_FORMATS = ("PNG", "JPEG", "WEBP")  # the only file formats a server decodes (PIL names)
 LAYOUT_CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4, "BGRA": 4}
+HINT_LAYOUTS = ("RGBA", "BGRA")  # the hints need their alpha: it says where a hint is
 OUTPUT_LAYOUTS = ("RGB", "RGBA", "BGRA")
 OUTPUT_FORMATS = ("raw", "png", "shm")
 MAX_HEADER_BYTES = 64 * 1024
@@ -26,13 +33,7 @@ MIN_RESOLUTION, MAX_RESOLUTION = 32, 4096
 
 # Errors after which a client should stop sending (the backend is gone, stopping, or will never accept it),
 # as opposed to errors that concern one request only.
-STOP_CODES = ("unavailable", "shutting_down", "no_workers", "cancelled", "auth", "unsupported_version")
-
-# Broker <-> worker messages: every message in both directions starts with WORKER_PROTO, then one of the
-# commands below (backend/service/broker.py has the table).
-WORKER_PROTO = b"irodori-worker/1"
-READY, REQUEST, REPLY, HEARTBEAT, DRAINING, DISCONNECT = (b"READY", b"REQUEST", b"REPLY", b"HEARTBEAT",
-                                                         b"DRAINING", b"DISCONNECT")
+STOP_CODES = ("unavailable", "shutting_down", "cancelled", "auth", "unsupported_version")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Stable error codes and the exceptions that carry them (the codes are the contract; messages are for people)."""
 from __future__ import annotations
 
-# The first group comes from servers and brokers, the second from the client itself.
+# The first group comes from servers, the second from the client itself.
 ERROR_CODES = {
     "bad_request": "the message, its header or an image is malformed",
     "too_large": "an image or the message is over the server's limits (see `info`)",
@@ -9,8 +9,7 @@ ERROR_CODES = {
     "unknown_op": "the operation is not known to this server",
     "busy": "the server's queue is full; try again later",
     "shutting_down": "the server is stopping and takes no new work",
-    "no_workers": "the broker has no worker to run the request",
-    "worker_lost": "the worker running the request died and it could not be retried",
+    "worker_lost": "the model process running the request died, and so did its retry (`serve --ray`)",
     "internal": "the server failed unexpectedly (see its log)",
     "shared_memory": "the server cannot use the request's shared memory (not on this machine, or turned off)",
     "unavailable": "no backend answers at the endpoint",
@@ -19,7 +18,7 @@ ERROR_CODES = {
     "auth": "the security handshake failed (CURVE keys)",
     "protocol": "the peer sent something that is not this protocol",
 }
-UNAVAILABLE_CODES = ("unavailable", "shutting_down", "no_workers")
+UNAVAILABLE_CODES = ("unavailable", "shutting_down")
 
 
 class IrodoriError(Exception):
@@ -36,7 +35,7 @@ class IrodoriError(Exception):
 
 
 class BackendUnavailable(IrodoriError):
-    """No server (absent, crashed, stopping, or a broker without workers)."""
+    """No server (absent, crashed or stopping)."""
 
 
 def make_error(code: str, message: str, request_id: str | None = None) -> IrodoriError:

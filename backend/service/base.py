@@ -1,4 +1,4 @@
-"""What `irodori serve` and `irodori broker` share: the Service life cycle, signal handling and socket set-up.
+"""The service life cycle of `irodori serve`, its signal handling and socket set-up.
 
 Socket set-up is where the bind rule lives: a ROUTER is bound only after keys.check_bind (a bind other
 machines can reach needs CURVE keys or --insecure), and with keys it becomes a CURVE server whose client
@@ -17,8 +17,8 @@ from backend.service import keys
 
 
 class Service:
-    """What the server and the broker share: `run()` blocks until `stop()` (thread-safe, also from signal
-    handlers); `start_thread()` runs it in a daemon thread and waits until it listens (tests, embedding)."""
+    """`run()` blocks until `stop()` (thread-safe, also from signal handlers); `start_thread()` runs it in a
+    daemon thread and waits until it listens (tests, embedding)."""
 
     name = "service"
     ready: threading.Event
@@ -89,17 +89,3 @@ def bind_router(ctx: zmq.Context, endpoint: str, curve_dir: Path | None, insecur
             started.stop()
         raise
     return sock, auth
-
-
-def connect_dealer(ctx: zmq.Context, endpoint: str, curve_dir: Path | None, max_message: int) -> zmq.Socket:
-    """A DEALER connected to `endpoint` (a broker's worker socket); a CURVE client when curve_dir is given."""
-    sock = ctx.socket(zmq.DEALER)
-    try:
-        if curve_dir:
-            keys.secure_client_socket(sock, curve_dir)
-        _tune(sock, max_message)
-        sock.connect(endpoint)
-    except BaseException:
-        sock.close(linger=0)
-        raise
-    return sock

@@ -21,9 +21,12 @@ import zmq
 from backend import protocol as P
 from backend import release_freed_memory
 from backend.inference.imageio import decode_image, encode_png
-from backend.service.validate import Request
+from backend.inference.hints import check_hints
+from backend.inference import keyframe_requests
+from backend.service.validate import Request, max_input_pixels
 
 if TYPE_CHECKING:
+    from backend.inference.keyframes import Keyframe
     from backend.service.server import ServerConfig
 
 log = logging.getLogger("irodori.serve")
@@ -35,13 +38,15 @@ IDLE_RELEASE_S = 2.0  # no request for this long: give the memory kept between r
 @dataclass
 class Job:
     seq: int
-    route: list  # frames put before the reply: [identity, b""] or the broker's REPLY envelope
+    route: list  # frames put before the reply: [identity, b""]
     request: Request
     payloads: list  # per input, in header order: memoryview of a raw frame or shm segment, or file bytes
     nbytes: int
     pixels: int
     output: P.SharedBuffer | None = None  # output_format shm: the client's segment for the outputs
     received: float = field(default_factory=time.monotonic)
+    keyframe: dict | None = None  # with a keyframe: the reply's "keyframe" facts (cached, regions)
+    keyframe_timings: dict = field(default_factory=dict)  # with a keyframe: keyframe_ms, match_ms
 
 
 class ModelThread:
@@ -51,6 +56,7 @@ class ModelThread:
                  stop: threading.Event, ctx: zmq.Context) -> None:
         self.colorizer, self.config, self.limits = colorizer, config, limits
         self._queue, self._stop, self._ctx = jobs, stop, ctx
+        self.keyframes = keyframe_requests.KeyframeCache()  # only this thread uses it
 
     def run(self) -> None:
         push = self._ctx.socket(zmq.PUSH)
@@ -105,8 +111,9 @@ class ModelThread:
         ready, answered = [], set()
         for job in batch:
             try:
-                ready.append((job, self._decode(job)))
-            except Exception as exc:  # one bad image must not fail its batch
+                la, ref, hints, pair = self._decode(job)
+                ready.append((job, (la, ref, hints, None if pair is None else self._keyframe(job, pair))))
+            except Exception as exc:  # one bad image (or keyframe) must not fail its batch
                 self._reply_error(push, job, exc)
                 answered.add(job.seq)
         t1 = time.monotonic()
@@ -114,25 +121,30 @@ class ModelThread:
         timings: dict = {}
         if ready:
             try:
+                # a request without hints stays a 4-tuple: colorizers that take no hints read those alone
                 results = self.colorizer.colorize_batch(
-                    [(la, ref, tuple(j.request.options["outputs"]), j.request.options["resolution"])
-                     for j, (la, ref) in ready], timings)
+                    [(la, ref, _model_outputs(j, key), j.request.options["resolution"])
+                     + (() if hints is None else (hints,)) for j, (la, ref, hints, key) in ready], timings)
             except Exception:
                 results = []
-                for job, (la, ref) in ready:  # find which request failed; the rest still succeed
-                    o = job.request.options
+                for job, (la, ref, hints, key) in ready:  # find which request failed; the rest still succeed
+                    extra = {} if hints is None else {"hints": hints}
                     try:
-                        results.append(self.colorizer.colorize(la, ref, tuple(o["outputs"]), o["resolution"]))
+                        results.append(self.colorizer.colorize(la, ref, _model_outputs(job, key),
+                                                               job.request.options["resolution"], **extra))
                     except Exception as exc:
                         results.append(exc)
         t2 = time.monotonic()
+        results = list(results)
+        self._match_keyframes(ready, results)
         for (job, _), result in zip(ready, results):
             try:
                 if isinstance(result, Exception):
                     raise result
                 self._reply_result(push, job, result, len(ready), {
                     "queue_ms": (t0 - job.received) * 1e3, "decode_ms": (t1 - t0) * 1e3,
-                    "colorize_ms": (t2 - t1) * 1e3, **{k: v for k, v in timings.items() if k != "total_ms"}})
+                    "colorize_ms": (t2 - t1) * 1e3, **{k: v for k, v in timings.items() if k != "total_ms"},
+                    **job.keyframe_timings})
             except Exception as exc:
                 self._reply_error(push, job, exc)
             answered.add(job.seq)
@@ -140,7 +152,34 @@ class ModelThread:
             if job.seq not in answered:
                 self._reply_error(push, job, RuntimeError("no result"))
 
-    def _decode(self, job: Job) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def _match_keyframes(ready: list, results: list) -> None:
+        """Each keyframe job's result (in place): the frame's regions matched to its keyframe's, after the
+        model. Last job first: the pipeline keeps the regions of the line arts it segmented last, so in this
+        order a batch of frames reuses them rather than evicting each one just before it is needed."""
+        for i in reversed(range(len(results))):
+            job, (la, _, _, key) = ready[i]
+            if key is None or isinstance(results[i], Exception):
+                continue
+            m0 = time.monotonic()
+            try:
+                results[i] = keyframe_requests.finish(key, la, results[i])
+            except Exception as exc:  # this frame's refusal, not its batch's
+                results[i] = exc
+            job.keyframe_timings["match_ms"] = (time.monotonic() - m0) * 1e3
+
+    def _keyframe(self, job: Job, pair: tuple[np.ndarray, np.ndarray]) -> "Keyframe":
+        """The job's keyframe, segmented once per keyframe (the cache); its refusals are the job's errors."""
+        k0 = time.monotonic()
+        key, cached = self.keyframes.get(*pair)
+        job.keyframe = {"cached": cached, "regions": key.regions.count}
+        job.keyframe_timings["keyframe_ms"] = (time.monotonic() - k0) * 1e3
+        return key
+
+    def _decode(self, job: Job) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                         tuple[np.ndarray, np.ndarray] | None]:
+        """(line art, reference, hints or None, keyframe (line art, colouring) or None) as arrays; the hints
+        as RGBA at the line art's size."""
         arrays = {}
         for spec, frame in zip(job.request.inputs, job.payloads):
             if spec.format in ("raw", "shm"):
@@ -152,10 +191,13 @@ class ModelThread:
 
                     a = cv2.cvtColor(a, cv2.COLOR_BGRA2RGBA)
             else:
-                max_px = self.limits.max_pixels if spec.role == "lineart" else self.limits.max_reference_pixels
-                a = decode_image(frame, spec.role, max_px, self.limits)
+                a = decode_image(frame, spec.role, max_input_pixels(spec.role, self.limits), self.limits)
             arrays[spec.role] = a
-        return arrays["lineart"], arrays["reference"]
+        hints = arrays.get(P.HINTS_ROLE)
+        if hints is not None:  # a decoded file may lack the alpha that says where the hints are
+            hints = check_hints(hints, arrays["lineart"].shape[:2])
+        pair = tuple(arrays[r] for r in P.KEYFRAME_ROLES) if job.request.keyframe else None
+        return arrays["lineart"], arrays["reference"], hints, pair
 
     def _reply_result(self, push: zmq.Socket, job: Job, result: dict, batch_size: int, timings: dict) -> None:
         t = time.monotonic()
@@ -180,6 +222,8 @@ class ModelThread:
         timings.update(encode_ms=(done - t) * 1e3, server_ms=(done - job.received) * 1e3)
         header = {"id": job.request.id, "ok": True, "op": "colorize", "outputs": descs, "batch_size": batch_size,
                   "timings": {k: round(v, 3) for k, v in timings.items()}}
+        if job.keyframe is not None:
+            header["keyframe"] = job.keyframe
         push.send_multipart([struct.pack(">Q", job.seq), *job.route, *P.reply_frames(header, payloads)], copy=False)
 
     def _reply_error(self, push: zmq.Socket, job: Job, exc: BaseException) -> None:
@@ -194,6 +238,12 @@ class ModelThread:
             code, message = "internal", f"the server failed: {type(exc).__name__}: {exc}"
         push.send_multipart([struct.pack(">Q", job.seq), *job.route,
                              *P.error_frames(job.request.id, code, message)])
+
+
+def _model_outputs(job: Job, key: "Keyframe | None") -> tuple[str, ...]:
+    """The outputs a job asks of the colorizer: with a keyframe, those keyframe colouring needs."""
+    outputs = job.request.options["outputs"]
+    return tuple(outputs) if key is None else keyframe_requests.model_outputs(outputs)
 
 
 def _encode_output(rgb: np.ndarray, layout: str, fmt: str, dst: np.ndarray | None = None) -> Any:

@@ -5,8 +5,8 @@ schema, frame count and sizes, image headers, so a decompression bomb never reac
 ping, info and every error at once; valid colorize requests go into a bounded queue (full = "busy", never
 growth). The model thread (batches.py) takes batches from the queue through the Colorizer.
 
-With `connect` (a broker's worker endpoint) the same server works for `irodori broker` instead of binding
-(broker.py has the worker protocol). The command line is backend/tools/serve.py.
+With `serve --ray` the model thread's Colorizer is a Ray Serve deployment instead (ray_serve.py); everything
+here stays the same. The command line is backend/tools/serve.py.
 """
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ import zmq
 from backend import __version__
 from backend import protocol as P
 from backend.inference.imageio import check_size
-from backend.service.base import Service, bind_router, connect_dealer
+from backend.service.base import Service, bind_router
 from backend.service.batches import REPLIES, Job, ModelThread
-from backend.service.validate import Request, max_message_bytes, parse_request, peek_id
+from backend.inference.keyframe_requests import KEYFRAME_CACHE_SIZE
+from backend.service.validate import (Request, check_hint_size, check_keyframe_size, max_input_pixels,
+                                      max_message_bytes, parse_request, peek_id)
 
 log = logging.getLogger("irodori.serve")
 
@@ -37,7 +39,6 @@ log = logging.getLogger("irodori.serve")
 @dataclass(frozen=True)
 class ServerConfig:
     bind: str = P.DEFAULT_ENDPOINT
-    connect: str | None = None  # a broker's worker endpoint: work for it instead of binding
     max_batch: int = 4  # requests per model call
     max_wait_ms: float = 5.0  # how long the model thread waits for a batch to fill
     max_batch_pixels: int = 4 * 2048 * 2048  # line-art pixels per batch (memory bound on the GPU)
@@ -45,9 +46,6 @@ class ServerConfig:
     max_queue_bytes: int = 2 * 1024 ** 3  # payload bytes waiting; more are answered "busy"
     curve_dir: Path | None = None
     insecure: bool = False
-    heartbeat_s: float = 1.0  # worker mode: heartbeat interval with the broker
-    liveness: int = 5  # worker mode: missed heartbeats before the broker counts as dead
-    slots: int | None = None  # worker mode: requests the broker may hand us at once (default max_batch)
     drain_timeout_s: float = 60.0  # on SIGINT/SIGTERM: how long in-flight work may take to finish
     delay_ms: float = 0.0  # added before each batch: lets tests and demos see requests in flight
     shared_memory: bool | None = None  # pixels via /dev/shm (protocol.SharedBuffer); None = when bound locally
@@ -63,7 +61,7 @@ class Server(Service):
         self.limits = limits or getattr(colorizer, "limits", P.DEFAULT_LIMITS)
         self.max_message = max_message_bytes(self.limits)
         self.ready = threading.Event()  # set once bound/connected; `endpoint` is then the real address
-        self.endpoint = config.connect or config.bind
+        self.endpoint = config.bind
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=config.queue_size)
@@ -71,7 +69,7 @@ class Server(Service):
         self._seq = itertools.count(1)
         self._ctx = zmq.Context()
         self._auth = None  # CURVE client-key checker, when --curve-dir is given
-        local = not config.connect and P.is_local_endpoint(config.bind)
+        local = P.is_local_endpoint(config.bind)
         self.shared_memory = P.shm_available() and (local if config.shared_memory is None else config.shared_memory)
         self._info = self._make_info()
 
@@ -87,10 +85,7 @@ class Server(Service):
             front = self._open_front()
             worker.start()
             self.ready.set()
-            if self.config.connect:
-                self._serve_worker(front, pull)
-            else:
-                self._serve_router(front, pull)
+            self._serve_router(front, pull)
         finally:
             self._stop.set()
             if front is not None:
@@ -106,16 +101,11 @@ class Server(Service):
     # ------------------------------------------------------------------------------ sockets
     def _open_front(self) -> zmq.Socket:
         cfg = self.config
-        if cfg.connect:
-            sock = connect_dealer(self._ctx, cfg.connect, cfg.curve_dir, self.max_message + 4096)
-            sock.send_multipart([P.WORKER_PROTO, P.READY, P.json_bytes(
-                {"slots": cfg.slots or cfg.max_batch, "heartbeat_s": cfg.heartbeat_s, "info": self._info})])
-        else:
-            sock, self._auth = bind_router(self._ctx, cfg.bind, cfg.curve_dir, cfg.insecure, self.max_message + 4096,
-                                           "irodori serve", self._auth)
-            self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        log.info("%s %s (model on %s, max batch %d, queue %d)", "working for" if cfg.connect else "listening on",
-                 self.endpoint, self._info["model"].get("device"), cfg.max_batch, cfg.queue_size)
+        sock, self._auth = bind_router(self._ctx, cfg.bind, cfg.curve_dir, cfg.insecure, self.max_message + 4096,
+                                       "irodori serve", self._auth)
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        log.info("listening on %s (model on %s, max batch %d, queue %d)", self.endpoint,
+                 self._info["model"].get("device"), cfg.max_batch, cfg.queue_size)
         return sock
 
     def _send(self, front: zmq.Socket, frames: list) -> None:
@@ -183,56 +173,6 @@ class Server(Service):
                     self._refuse_queued(front)
                     return
 
-    def _serve_worker(self, front: zmq.Socket, pull: zmq.Socket) -> None:
-        """Worker mode: a DEALER to the broker; heartbeats both ways; reconnect when the broker goes silent."""
-        cfg = self.config
-        poller = zmq.Poller()
-        poller.register(front, zmq.POLLIN)
-        poller.register(pull, zmq.POLLIN)
-        last_in = last_out = time.monotonic()
-        stop_since = None
-        while True:
-            ready = dict(poller.poll(max(10, int(cfg.heartbeat_s * 250))))
-            now = time.monotonic()
-            if pull in ready:
-                self._forward_replies(front, pull)
-                last_out = now
-            if front in ready:
-                while True:
-                    try:
-                        frames = front.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    last_in = now
-                    if len(frames) < 2 or frames[0].bytes != P.WORKER_PROTO:
-                        log.warning("ignored a message that is not from an Irodori broker")
-                        continue
-                    cmd = frames[1].bytes
-                    if cmd == P.REQUEST and len(frames) >= 4 and len(frames[3]) == 0:
-                        self._handle(front, [P.WORKER_PROTO, P.REPLY, frames[2].bytes, b""], frames[4:])
-                    elif cmd == P.DISCONNECT:
-                        last_in = 0.0  # the broker forgot us: register again below
-            if now - last_in > cfg.heartbeat_s * cfg.liveness and not self._stop.is_set():
-                log.warning("broker %s silent for %.1f s: reconnecting", cfg.connect, now - last_in)
-                poller.unregister(front)
-                front.close(linger=0)
-                front = self._open_front()
-                poller.register(front, zmq.POLLIN)
-                last_in = last_out = time.monotonic()
-            elif now - last_out >= cfg.heartbeat_s:
-                self._send(front, [P.WORKER_PROTO, P.HEARTBEAT])
-                last_out = now
-            if self._stop.is_set():
-                if stop_since is None:
-                    stop_since = now
-                    self._send(front, [P.WORKER_PROTO, P.DRAINING])
-                    log.info("stopping: finishing %d request(s) in flight", len(self._outstanding))
-                if self._stopping_done(stop_since):
-                    self._forward_replies(front, pull)
-                    self._refuse_queued(front)
-                    self._send(front, [P.WORKER_PROTO, P.DISCONNECT])
-                    return
-
     # ------------------------------------------------------------------------------ validation
     def _handle(self, front: zmq.Socket, route: list, frames: list) -> None:
         """One request (envelope removed): answer it now, or queue it after checking everything."""
@@ -251,8 +191,7 @@ class Server(Service):
                 self._send(front, route + P.reply_frames({"id": req.id, "ok": True, "op": "info",
                                                           "info": self._info}))
                 return
-            # a stopping worker still takes what the broker sent before it read P.DRAINING
-            if self._stop.is_set() and not self.config.connect:
+            if self._stop.is_set():
                 raise P.IrodoriError("shutting_down", f"the Irodori backend at {self.endpoint} is shutting down; "
                                      "start it again with `irodori serve`", req.id)
             job = self._make_job(route, req, frames[2:])
@@ -273,9 +212,13 @@ class Server(Service):
                                                   "another machine or in a container must send frames", rid) from None
 
     def _make_job(self, route: list, req: Request, frames: list) -> Job:
-        pixels, payloads, size = 0, [], (0, 0)
+        pixels, payloads, size, sizes = 0, [], (0, 0), {}
+        if any(s.role == P.HINTS_ROLE for s in req.inputs) and not self._info["model"].get("hints"):
+            raise P.IrodoriError("bad_request", f"the model {self._info['model'].get('model', '(unnamed)')} was "
+                                 "trained without colour hints, so it cannot follow them: send no hints, or serve "
+                                 "a model trained with hint_channels 4 (info: model.hints)", req.id)
         for spec, frame in zip(req.inputs, frames):
-            max_px = self.limits.max_pixels if spec.role == "lineart" else self.limits.max_reference_pixels
+            max_px = max_input_pixels(spec.role, self.limits)
             if spec.format == "raw":
                 w, h = spec.width, spec.height
                 payloads.append(frame.buffer)  # zero-copy: numpy reads the received frame in place
@@ -289,8 +232,13 @@ class Server(Service):
                 check_size(w, h, spec.role, max_px, self.limits)
             except ValueError as exc:
                 raise P.IrodoriError("bad_request", str(exc), req.id) from None
+            sizes[spec.role] = (w, h)
             if spec.role == "lineart":
                 pixels, size = w * h, (w, h)
+        if P.HINTS_ROLE in sizes:  # also for encoded images, whose sizes are known only now
+            check_hint_size(sizes[P.HINTS_ROLE], size, req.id)
+        if req.keyframe:
+            check_keyframe_size(*(sizes[r] for r in P.KEYFRAME_ROLES), req.id)
         nbytes = sum(len(f) for f in frames) + sum(s.nbytes for s in req.inputs if s.format == "shm")
         output = None
         opts = req.options
@@ -342,7 +290,7 @@ class Server(Service):
                          "output_formats": [f for f in P.OUTPUT_FORMATS if f != "shm" or self.shared_memory],
                          "outputs": list(model.get("outputs", P.OUTPUTS))},
             "server": {"irodori": __version__, "python": platform.python_version(), "pyzmq": zmq.pyzmq_version(),
-                       "libzmq": zmq.zmq_version(), "mode": "worker" if cfg.connect else "server",
+                       "libzmq": zmq.zmq_version(), "mode": "server",
                        "curve": cfg.curve_dir is not None, "shared_memory": self.shared_memory},
             "model": model,
             "limits": {**limits, "max_message_bytes": self.max_message, "max_header_bytes": P.MAX_HEADER_BYTES},
@@ -351,5 +299,8 @@ class Server(Service):
                            "max": P.MAX_RESOLUTION, "multiple": getattr(model_config, "multiple", 1)},
             "batching": {"max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms,
                          "max_batch_pixels": cfg.max_batch_pixels, "queue_size": cfg.queue_size},
+            # keyframe colouring runs in this process, whatever colours the frames (a Colorizer or Ray)
+            "keyframes": {"supported": True, "roles": list(P.KEYFRAME_ROLES), "outputs": [P.UNSURE_OUTPUT],
+                          "cache_size": KEYFRAME_CACHE_SIZE},
         }
 

@@ -1,4 +1,4 @@
-"""Strict checks of a request before any work is queued: only servers and brokers need them.
+"""Strict checks of a request before any work is queued: only servers need them.
 
 Everything is checked from the header and the frame sizes alone (version, schema, types, ranges, frame
 count, raw sizes, declared pixel counts), so a bad request costs nothing and gets a stable error code.
@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from backend.protocol import (ID_PATTERN, INPUT_FORMATS, LAYOUT_CHANNELS, MAX_HEADER_BYTES, MAX_RESOLUTION,
-                              MIN_RESOLUTION, OPS, OUTPUT_FORMATS, OUTPUT_LAYOUTS, OUTPUTS, ROLES, VERSION_FRAME,
-                              VERSION_PREFIX, SHM_NAME_FORM, IrodoriError, Limits, valid_shm_name)
+from backend.protocol import (HINT_LAYOUTS, HINTS_ROLE, ID_PATTERN, INPUT_FORMATS, KEYFRAME_ROLES, LAYOUT_CHANNELS,
+                              MAX_HEADER_BYTES, MAX_RESOLUTION, MIN_RESOLUTION, OPS, OUTPUT_FORMATS, OUTPUT_LAYOUTS,
+                              OUTPUTS, REQUIRED_ROLES, ROLES, UNSURE_OUTPUT, VERSION_FRAME, VERSION_PREFIX,
+                              SHM_NAME_FORM, IrodoriError, Limits, valid_shm_name)
 
 _ID_RE = re.compile(ID_PATTERN + r"\Z")
 
@@ -56,6 +57,11 @@ class Request:
     id: str
     options: dict
     inputs: tuple[ImageSpec, ...] = ()
+
+    @property
+    def keyframe(self) -> bool:
+        """Whether the request sends a keyframe (parse_request has checked: both of its images, or neither)."""
+        return any(s.role in KEYFRAME_ROLES for s in self.inputs)
 
 
 def _is_int(v: Any) -> bool:
@@ -103,8 +109,10 @@ def parse_request(version: bytes, header: bytes, payload_sizes: Sequence[int], l
         if "options" in doc or "inputs" in doc or payload_sizes:
             raise IrodoriError("bad_request", f"'{op}' takes no options, inputs or payload frames", rid)
         return Request(op=op, id=rid, options={})
-    return Request(op=op, id=rid, options=_parse_options(doc.get("options", {}), rid),
-                   inputs=_parse_inputs(doc.get("inputs"), payload_sizes, limits, rid))
+    req = Request(op=op, id=rid, options=_parse_options(doc.get("options", {}), rid),
+                  inputs=_parse_inputs(doc.get("inputs"), payload_sizes, limits, rid))
+    _check_keyframe_outputs(req)
+    return req
 
 
 def _parse_options(opts: Any, rid: str) -> dict:
@@ -112,10 +120,11 @@ def _parse_options(opts: Any, rid: str) -> dict:
         raise IrodoriError("bad_request", "'options' must be a JSON object", rid)
     _keys(opts, ("outputs", "resolution", "output_layout", "output_format", "output_shm"), "options", rid)
     outputs = opts.get("outputs", ["color"])
-    if (not isinstance(outputs, list) or not outputs or len(outputs) > len(OUTPUTS)
-            or not all(isinstance(o, str) and o in OUTPUTS for o in outputs) or len(set(outputs)) != len(outputs)):
+    known = (*OUTPUTS, UNSURE_OUTPUT)
+    if (not isinstance(outputs, list) or not outputs or len(outputs) > len(known)
+            or not all(isinstance(o, str) and o in known for o in outputs) or len(set(outputs)) != len(outputs)):
         raise IrodoriError("bad_request", f"options.outputs must be a non-empty list of distinct names from "
-                                          f"{', '.join(OUTPUTS)}", rid)
+                                          f"{', '.join(OUTPUTS)} (and {UNSURE_OUTPUT} with a keyframe)", rid)
     resolution = opts.get("resolution")
     if resolution is not None and (not _is_int(resolution) or not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION):
         raise IrodoriError("bad_request", f"options.resolution must be null or an integer from {MIN_RESOLUTION} "
@@ -141,9 +150,15 @@ def _parse_options(opts: Any, rid: str) -> dict:
             "output_shm": shm}
 
 
+def max_input_pixels(role: str, limits: Limits) -> int:
+    """The pixel limit of an input: the hints and both keyframe images are checked like the line art."""
+    return limits.max_reference_pixels if role == "reference" else limits.max_pixels
+
+
 def _parse_inputs(inputs: Any, sizes: Sequence[int], limits: Limits, rid: str) -> tuple[ImageSpec, ...]:
-    if not isinstance(inputs, list) or len(inputs) != len(ROLES):
-        raise IrodoriError("bad_request", "'inputs' must list exactly two images: lineart and reference", rid)
+    if not isinstance(inputs, list) or not len(REQUIRED_ROLES) <= len(inputs) <= len(ROLES):
+        raise IrodoriError("bad_request", "'inputs' must list a lineart and a reference image, and optionally "
+                                          f"hints and a keyframe ({' and '.join(KEYFRAME_ROLES)})", rid)
     if len(sizes) != len(inputs):
         raise IrodoriError("bad_request", f"header lists {len(inputs)} inputs but {len(sizes)} payload frames "
                                           "follow it", rid)
@@ -158,7 +173,7 @@ def _parse_inputs(inputs: Any, sizes: Sequence[int], limits: Limits, rid: str) -
             raise IrodoriError("bad_request", f"{where}.role must be one of {', '.join(ROLES)}", rid)
         if fmt not in INPUT_FORMATS:
             raise IrodoriError("bad_request", f"{where}.format must be one of {', '.join(INPUT_FORMATS)}", rid)
-        max_pixels = limits.max_pixels if role == "lineart" else limits.max_reference_pixels
+        max_pixels = max_input_pixels(role, limits)
         if fmt == "encoded":
             if set(d) - {"role", "format"}:
                 raise IrodoriError("bad_request", f"{where}: an encoded image takes only role and format", rid)
@@ -176,6 +191,9 @@ def _parse_inputs(inputs: Any, sizes: Sequence[int], limits: Limits, rid: str) -
             raise IrodoriError("bad_request", f"{where}: width and height must be positive integers", rid)
         if layout not in LAYOUT_CHANNELS:
             raise IrodoriError("bad_request", f"{where}.layout must be one of {', '.join(LAYOUT_CHANNELS)}", rid)
+        if role == HINTS_ROLE and layout not in HINT_LAYOUTS:
+            raise IrodoriError("bad_request", f"hints must be {' or '.join(HINT_LAYOUTS)} (4 channels: the alpha "
+                                              f"marks where a hint is), got {layout}", rid)
         if max(w, h) > limits.max_side:
             raise IrodoriError("too_large", f"{role} is {w}x{h}; the longest side may be at most "
                                             f"{limits.max_side}", rid)
@@ -193,13 +211,58 @@ def _parse_inputs(inputs: Any, sizes: Sequence[int], limits: Limits, rid: str) -
             raise IrodoriError("bad_request", f"{role} frame has {size} bytes; {w}x{h} {layout} needs {expected}",
                                rid)
         specs.append(ImageSpec(role, fmt, w, h, layout))
-    if sorted(s.role for s in specs) != sorted(ROLES):
-        raise IrodoriError("bad_request", "'inputs' must hold one lineart and one reference", rid)
+    roles = [s.role for s in specs]
+    if len(set(roles)) != len(roles) or not set(REQUIRED_ROLES) <= set(roles):
+        raise IrodoriError("bad_request", "'inputs' must hold one lineart, one reference and at most one hints "
+                                          "image and one keyframe", rid)
+    line, hints, key_line, key_colour = (next((s for s in specs if s.role == r), None)
+                                         for r in ("lineart", HINTS_ROLE, *KEYFRAME_ROLES))
+    if hints is not None and line is not None and hints.width and line.width and (
+            (hints.width, hints.height) != (line.width, line.height)):
+        raise IrodoriError("bad_request", _hint_size_message(hints.width, hints.height, line.width, line.height), rid)
+    if (key_line is None) != (key_colour is None):
+        missing, given = KEYFRAME_ROLES if key_line is None else KEYFRAME_ROLES[::-1]
+        raise IrodoriError("bad_request", f"a keyframe is two images, {' and '.join(KEYFRAME_ROLES)}; {given} came "
+                                          f"without {missing}: send both (or neither)", rid)
+    if key_line is not None and key_colour is not None and key_line.width and key_colour.width:
+        check_keyframe_size((key_line.width, key_line.height), (key_colour.width, key_colour.height), rid)
     return tuple(specs)
+
+
+def _check_keyframe_outputs(req: Request) -> None:
+    """The keyframe colours the flats and says where it is unsure: without one there is no unsure mask, and a
+    keyframe sent for neither output would be work thrown away."""
+    outputs = req.options["outputs"]
+    if UNSURE_OUTPUT in outputs and not req.keyframe:
+        raise IrodoriError("bad_request", f"the {UNSURE_OUTPUT} output marks regions a keyframe could not match: "
+                                          f"send a keyframe ({' and '.join(KEYFRAME_ROLES)}) or leave it out", req.id)
+    if req.keyframe and not {"flats", UNSURE_OUTPUT} & set(outputs):
+        raise IrodoriError("bad_request", f"a keyframe colours the flats: ask for the outputs flats and/or "
+                                          f"{UNSURE_OUTPUT}, or send no keyframe", req.id)
+
+
+def check_keyframe_size(line: tuple[int, int], colour: tuple[int, int], rid: str) -> None:
+    """The keyframe's line art and colouring (width, height) must be one canvas; an encoded image's size is
+    known once sniffed."""
+    if line != colour:
+        raise IrodoriError("bad_request", f"the keyframe's line art is {line[0]}x{line[1]} but its colouring is "
+                                          f"{colour[0]}x{colour[1]}: they must be the same size (export both from "
+                                          "the same canvas)", rid)
+
+
+def _hint_size_message(width: int, height: int, line_width: int, line_height: int) -> str:
+    return (f"hints are {width}x{height} but the line art is {line_width}x{line_height}: draw the hints on a "
+            "layer the size of the line art")
+
+
+def check_hint_size(size: tuple[int, int], line: tuple[int, int], rid: str) -> None:
+    """Hints (width, height) must match the line art's; an encoded image's size is known once sniffed."""
+    if size != line:
+        raise IrodoriError("bad_request", _hint_size_message(*size, *line), rid)
 
 
 def max_message_bytes(limits: Limits) -> int:
     """The biggest valid request under `limits`: servers set ZMQ MAXMSGSIZE to this."""
     line = max(limits.max_pixels * 4, limits.max_encoded_bytes)
     ref = max(limits.max_reference_pixels * 4, limits.max_encoded_bytes)
-    return line + ref + MAX_HEADER_BYTES + 1024
+    return 4 * line + ref + MAX_HEADER_BYTES + 1024  # line art, hints, the keyframe's two (all as large), reference

@@ -18,7 +18,6 @@ from backend.tools import extensions
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "colorize": ("backend.tools.colorize", "colour line art from a reference (in-process or via a server)"),
     "serve": ("backend.tools.serve", "run the ZeroMQ backend that the plugins talk to"),
-    "broker": ("backend.tools.broker", "load-balance many `irodori serve --connect` workers behind one endpoint"),
     "keys": ("backend.tools.keys", "make CURVE key pairs for a non-loopback server"),
     "bench": ("backend.tools.bench", "measure speed and memory against this machine's own limits"),
     "plugin": ("backend.tools.plugins", "build or install the Krita and GIMP plugins"),

@@ -1,6 +1,6 @@
 """Start the real `irodori` command (`python -m backend ...`) in a subprocess and wait until it serves.
 
-One launcher for everything that needs a real server or broker: `irodori bench` measures through one, and the
+One launcher for everything that needs a real server: `irodori bench` measures through one, and the
 tests drive them. Both need the same things: this checkout's code in the child, its output kept (to wait for
 a log line, or to show why it did not start), a ping loop until it answers, and a stop that cannot hang.
 """

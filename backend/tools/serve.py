@@ -12,7 +12,6 @@ from backend.inference.options import add_model_options
 from backend.protocol import DEFAULT_LIMITS, Limits
 from backend.service import keys
 from backend.service.base import install_signal_handlers
-from backend.service.broker import DEFAULT_WORKER_ENDPOINT
 from backend.service.server import Server, ServerConfig
 
 log = logging.getLogger("irodori.serve")
@@ -22,10 +21,16 @@ DEFAULTS = ServerConfig()
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d, lim = DEFAULTS, DEFAULT_LIMITS
     p.add_argument("--bind", default=d.bind, help="where clients connect (default %(default)s)")
-    p.add_argument("--connect", metavar="BROKER", help="work for `irodori broker` at its worker endpoint instead "
-                                                       f"of binding (e.g. {DEFAULT_WORKER_ENDPOINT})")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run the model as a Ray Serve deployment (`pip install irodori[ray]`) on the cluster at "
+                        "ADDRESS (without one: a local Ray in this process); this process stays the front end")
+    p.add_argument("--replicas", type=int, default=1, help="with --ray: model replicas (default %(default)s)")
+    p.add_argument("--max-replicas", type=int,
+                   help="with --ray: the autoscaler adds replicas up to this while requests queue (default: "
+                        "--replicas, no scaling)")
     add_model_options(p, bf16=True)
-    p.add_argument("--max-batch", type=int, default=d.max_batch, help="requests per model call (default %(default)s)")
+    p.add_argument("--max-batch", type=int, help=f"requests per model call (default {d.max_batch}; with --ray: "
+                                                  "requests sent to the replicas at once, default 16)")
     p.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
                    help="wait for a batch to fill (default %(default)s)")
     p.add_argument("--queue-size", type=int, default=d.queue_size,
@@ -37,14 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-encoded-mb", type=float,
                    help=f"encoded image file limit (default {lim.max_encoded_bytes / 1024 ** 2:g})")
     p.add_argument("--curve-dir", type=Path, help="CURVE keys made by `irodori keys DIR` (needed to bind beyond "
-                                                  "loopback; with --connect: the keys to reach the broker)")
+                                                  "loopback)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without encryption")
-    p.add_argument("--heartbeat", type=float, default=d.heartbeat_s, help="with --connect: heartbeat seconds")
-    p.add_argument("--slots", type=int, help="with --connect: requests the broker may hand over at once")
     p.add_argument("--no-shared-memory", dest="shared_memory", action="store_false", default=d.shared_memory,
                    help="refuse pixels in shared memory (/dev/shm); by default local clients may use it when the "
                         "server binds to loopback")
-    p.add_argument("--delay-ms", type=float, default=d.delay_ms, help="add a delay before each batch (testing only)")
+    p.add_argument("--delay-ms", type=float, default=d.delay_ms,
+                   help="add a delay before each batch (with --ray: before each request in a replica; testing only)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
 
@@ -60,19 +64,28 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s irodori serve: %(message)s")
     logging.getLogger("PIL").setLevel(logging.INFO)
-    config = ServerConfig(bind=args.bind, connect=args.connect, max_batch=max(1, args.max_batch),
-                          max_wait_ms=args.max_wait_ms, queue_size=max(1, args.queue_size), curve_dir=args.curve_dir,
-                          insecure=args.insecure, heartbeat_s=args.heartbeat, slots=args.slots,
-                          delay_ms=args.delay_ms, shared_memory=args.shared_memory)
+    ray = args.ray is not None
+    max_batch = args.max_batch or (16 if ray else DEFAULTS.max_batch)
+    config = ServerConfig(bind=args.bind, max_batch=max(1, max_batch), max_wait_ms=args.max_wait_ms,
+                          queue_size=max(1, args.queue_size), curve_dir=args.curve_dir, insecure=args.insecure,
+                          delay_ms=0.0 if ray else args.delay_ms, shared_memory=args.shared_memory)
+    colorizer = None
     try:
-        if not args.connect:  # refuse before spending seconds on loading the model
-            keys.check_bind(args.bind, args.curve_dir, args.insecure)
-        if args.curve_dir and not (args.curve_dir / ("server.key" if args.connect else "server.key_secret")).is_file():
+        keys.check_bind(args.bind, args.curve_dir, args.insecure)  # refused before seconds of model loading
+        if args.curve_dir and not (args.curve_dir / "server.key_secret").is_file():
             raise ValueError(f"no CURVE keys in {args.curve_dir}: make them with `irodori keys {args.curve_dir}`")
         limits = _limits(args)
-        from backend.inference.pipeline import Colorizer
+        if ray:
+            from backend.service.ray_serve import RayColorizer, RayServeConfig
 
-        colorizer = Colorizer(args.checkpoint, device=args.device, bf16=args.bf16, limits=limits)
+            colorizer = RayColorizer(RayServeConfig(address=args.ray or None, replicas=args.replicas,
+                                                    max_replicas=args.max_replicas),
+                                     args.checkpoint, device=args.device, bf16=args.bf16, limits=limits,
+                                     delay_ms=args.delay_ms)
+        else:
+            from backend.inference.pipeline import Colorizer
+
+            colorizer = Colorizer(args.checkpoint, device=args.device, bf16=args.bf16, limits=limits)
     except ValueError as exc:
         print(f"irodori serve: {exc}", file=sys.stderr)
         return 2
@@ -83,10 +96,13 @@ def main(args: argparse.Namespace) -> int:
     try:
         server.run()
     except zmq.ZMQError as exc:
-        print(f"irodori serve: cannot use {args.connect or args.bind}: {exc}", file=sys.stderr)
+        print(f"irodori serve: cannot use {args.bind}: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"irodori serve: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if ray:
+            colorizer.close()
     log.info("stopped")
     return 0

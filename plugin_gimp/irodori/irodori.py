@@ -89,6 +89,13 @@ class IrodoriPlugIn(Gimp.PlugIn):
             procedure.add_choice_argument("output", "O_utput", "What to add",
                                           output_choice("the default: paint under it freely"), "color", rw)
             add_backend_arguments(procedure)
+            # hints come last, so that scripts passing the earlier arguments by position keep working
+            procedure.add_drawable_argument("hints-layer", "_Hint layer (optional)",
+                                            "A layer with dots of colour over the line art: each area holding a dot "
+                                            "takes exactly that colour", True, rw)
+            procedure.add_file_argument("hints-file", "Hints file (o_ptional)",
+                                        "A picture of the line art's size, transparent but for dots of colour",
+                                        Gimp.FileChooserAction.OPEN, True, None, rw)
             procedure.add_layer_return_value("layer", "Layer", "The new layer (in the new image for 'flattened')",
                                              True, rw)
             procedure.add_image_return_value("new-image", "New image", "The new image for 'flattened', else none",
@@ -122,6 +129,10 @@ class IrodoriPlugIn(Gimp.PlugIn):
             procedure.add_choice_argument("file-type", "File t_ype", "Format of the written files", file_type,
                                           "png", rw)
             add_backend_arguments(procedure)
+            procedure.add_file_argument("hints-folder", "_Hints folder (optional)",
+                                        "Hint pictures named like the inputs (a.png for a.png or a.jpg): dots of "
+                                        "colour on transparency", Gimp.FileChooserAction.SELECT_FOLDER, True, None,
+                                        rw)
             procedure.add_int_return_value("written", "Written", "Number of files written", 0, MAX_BATCH_FILES, 0,
                                            rw)
         else:

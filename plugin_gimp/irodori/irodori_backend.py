@@ -83,14 +83,17 @@ def server_limits(endpoint: str, transport: str, timeout: float) -> "protocol.Li
 
 
 def call_backend(endpoint: str, transport: str, timeout: float, lineart, reference, output: str, message: str,
-                 patient: bool = False):
-    """The backend's `output` for the line art and reference, as RGBA Pixels.
+                 patient: bool = False, hints=None):
+    """The backend's `output` for the line art and reference (and hints, RGBA of the line art's size, or
+    None), as RGBA Pixels.
 
     patient=True (batches) waits for a busy server within `timeout`; otherwise `busy` is reported at once.
     """
+    extra = {} if hints is None else {"hints": hints}
+
     def work(client):
         colorize = client.colorize_patiently if patient else client.colorize
-        return colorize(lineart, reference, outputs=(output,), output_layout="RGBA")
+        return colorize(lineart, reference, outputs=(output,), output_layout="RGBA", **extra)
 
     result = _request(endpoint, transport, timeout, message, work)
     pixels = result.get(output)

@@ -1,4 +1,4 @@
-"""GIMP's side of the pixels: reading layers and references as 8-bit RGBA, checking the line art, and
+"""GIMP's side of the pixels: reading layers, references and hints as 8-bit RGBA, checking the line art, and
 placing the backend's answer in an image.
 
 The size limits come from the backend (irodori_backend.server_limits), so a huge layer is refused before it
@@ -21,6 +21,17 @@ def read_rgba(drawable) -> "protocol.Pixels":
     return protocol.Pixels(width=w, height=h, layout="RGBA", data=bytes(data))
 
 
+def read_over(drawable, target) -> "protocol.Pixels":
+    """The drawable's pixels over the area the `target` layer covers in the image, as 8-bit sRGB RGBA of the
+    target's size: transparent where the drawable does not reach (a hint layer of any size or offset)."""
+    _, tx, ty = target.get_offsets()
+    _, dx, dy = drawable.get_offsets()
+    w, h = target.get_width(), target.get_height()
+    data = drawable.get_buffer().get(Gegl.Rectangle.new(tx - dx, ty - dy, w, h), 1.0, BABL_RGBA,
+                                     Gegl.AbyssPolicy.NONE)
+    return protocol.Pixels(width=w, height=h, layout="RGBA", data=bytes(data))
+
+
 def write_rgba(layer, pixels) -> None:
     if pixels.layout != "RGBA" or (pixels.width, pixels.height) != (layer.get_width(), layer.get_height()):
         raise PluginError(f"the backend answered with {pixels.layout} {pixels.width}x{pixels.height} pixels for "
@@ -34,6 +45,10 @@ def write_rgba(layer, pixels) -> None:
 def is_opaque(pixels) -> bool:
     alpha = bytes(pixels.data)[3::4]
     return alpha.count(255) == len(alpha)
+
+
+def is_transparent(pixels) -> bool:
+    return not bytes(pixels.data)[3::4].strip(b"\x00")
 
 
 def check_lineart(image, drawables) -> "Gimp.Layer":
@@ -128,6 +143,46 @@ def reference_source(config, lineart):
     if layer.get_id() == lineart.get_id():
         raise PluginError("the reference is the line-art layer itself: choose a coloured picture as the reference")
     return layer
+
+
+def hints_source(config, lineart):
+    """The hints the user chose: a layer, a file path, or None (no hints). A layer wins over a file."""
+    layer = config.get_property("hints-layer")
+    gfile = config.get_property("hints-file")
+    if layer is not None:
+        if layer.get_id() == lineart.get_id():
+            raise PluginError("the hint layer is the line-art layer itself: paint the hints on their own layer "
+                              "(Layer > New Layer, transparent) and choose that one")
+        return layer
+    return gfile.get_path() if gfile is not None else None
+
+
+def hints_from_file(path: str, width: int, height: int):
+    """A hint picture file of exactly the line art's size, as RGBA Pixels; None when it is fully transparent."""
+    image = load_image(path)
+    try:
+        if image.get_base_type() != Gimp.ImageBaseType.RGB:
+            image.convert_rgb()
+        if (image.get_width(), image.get_height()) != (width, height):
+            raise PluginError(f"the hints file {path} is {image.get_width()}x{image.get_height()} but the line art "
+                              f"is {width}x{height}: hints must be the line art's size (dots of colour on a "
+                              "transparent picture)")
+        pixels = read_rgba(image.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE))
+    finally:
+        image.delete()
+    return None if is_transparent(pixels) else pixels
+
+
+def read_hints(source, lineart):
+    """RGBA Pixels of the line-art layer's size from a hints_source (a layer is read where it overlaps the
+    line art in the image), or None when there are no hints: an empty hint layer asks for nothing. Hint
+    layers and files are only read."""
+    if source is None:
+        return None
+    if isinstance(source, str):
+        return hints_from_file(source, lineart.get_width(), lineart.get_height())
+    pixels = read_over(source, lineart)
+    return None if is_transparent(pixels) else pixels
 
 
 def read_reference(source, max_pixels: int) -> "protocol.Pixels":

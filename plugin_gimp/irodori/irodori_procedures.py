@@ -12,8 +12,9 @@ from gi.repository import Gimp, GimpUi, Gio, GLib, GObject  # irodori.py has pin
 
 from irodori_backend import (BackendDown, PluginError, backend_args, call_backend, protocol, require_protocol,
                              server_limits)
-from irodori_images import (LAYER_NAMES, add_layer_under, check_lineart, check_lineart_size, load_image,
-                            new_image_from, read_reference, read_rgba, reference_from_file, reference_source)
+from irodori_images import (LAYER_NAMES, add_layer_under, check_lineart, check_lineart_size, hints_from_file,
+                            hints_source, load_image, new_image_from, read_hints, read_reference, read_rgba,
+                            reference_from_file, reference_source)
 
 MAX_BATCH_FILES = 10000
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".xcf", ".psd", ".ora")
@@ -28,7 +29,8 @@ def run_colorize(procedure, run_mode, image, drawables, config, data):
     if run_mode == Gimp.RunMode.INTERACTIVE:
         GimpUi.init(procedure.get_name())
         dialog = GimpUi.ProcedureDialog.new(procedure, config, "Irodori: Colorize from Reference")
-        dialog.fill(["reference-source", "reference-layer", "reference-file", "output", "endpoint", "timeout"])
+        dialog.fill(["reference-source", "reference-layer", "reference-file", "output", "hints-layer", "hints-file",
+                     "endpoint", "timeout"])
         for prop, source in (("reference-layer", "layer"), ("reference-file", "file")):
             values = Gimp.ValueArray.new_from_values([GObject.Value(GObject.TYPE_STRING, source)])
             dialog.set_sensitive_if_in(prop, None, "reference-source", values, True)
@@ -46,6 +48,7 @@ def run_colorize(procedure, run_mode, image, drawables, config, data):
         output = config.get_property("output")
         name = LAYER_NAMES[output]
         source = reference_source(config, lineart)
+        hints = hints_source(config, lineart)
         endpoint, transport, timeout = backend_args(config)
         limits = server_limits(endpoint, transport, timeout)
         check_lineart_size(lineart, limits)
@@ -53,7 +56,7 @@ def run_colorize(procedure, run_mode, image, drawables, config, data):
         Gimp.progress_update(0.1)
         lineart_pixels = read_rgba(lineart)
         pixels = call_backend(endpoint, transport, timeout, lineart_pixels, reference, output,
-                              f"Irodori: colouring {lineart.get_name()}")
+                              f"Irodori: colouring {lineart.get_name()}", hints=read_hints(hints, lineart))
         if output == "flattened":
             new_image, new_layer = new_image_from(pixels, name)
             if run_mode == Gimp.RunMode.INTERACTIVE:
@@ -124,8 +127,32 @@ def output_path(src: str, out_dir: str, ext: str, used: set[str]) -> str:
     return candidate
 
 
+def hint_pictures(hints_dir: str | None) -> dict[str, list[str]]:
+    """The picture files of the hints folder by name before the extension (listed once per batch)."""
+    found: dict[str, list[str]] = {}
+    for name in sorted(os.listdir(hints_dir)) if hints_dir else []:
+        if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(hints_dir, name)):
+            found.setdefault(os.path.splitext(name)[0], []).append(os.path.join(hints_dir, name))
+    return found
+
+
+def hints_file_for(src: str, pictures: dict[str, list[str]]) -> str | None:
+    """The hint picture for input `src`: the one named like it before the extension (a.png for a.jpg), or
+    None (that input is coloured without hints)."""
+    found = pictures.get(os.path.splitext(os.path.basename(src))[0], [])
+    if len(found) > 1:
+        raise PluginError(f"{len(found)} hint pictures for {os.path.basename(src)} "
+                          f"({', '.join(map(os.path.basename, found))}): keep one")
+    if not found:
+        return None
+    path = found[0]
+    if os.path.samefile(path, src):
+        raise PluginError(f"{src} is in the hints folder: keep the hint pictures in a folder of their own")
+    return path
+
+
 def colorize_file(src: str, dst: str, reference, output: str, backend: tuple[str, str, float],
-                  limits: "protocol.Limits"):
+                  limits: "protocol.Limits", hints_path: str | None = None):
     """One input file coloured and written to dst; `backend` is (endpoint, transport, timeout)."""
     image = load_image(src)
     try:
@@ -139,8 +166,9 @@ def colorize_file(src: str, dst: str, reference, output: str, backend: tuple[str
         check_lineart_size(lineart, limits)
         name = LAYER_NAMES[output]
         lineart_pixels = read_rgba(lineart)
+        hints = hints_from_file(hints_path, lineart.get_width(), lineart.get_height()) if hints_path else None
         pixels = call_backend(*backend, lineart_pixels, reference, output,
-                              f"Irodori: colouring {os.path.basename(src)}", patient=True)
+                              f"Irodori: colouring {os.path.basename(src)}", patient=True, hints=hints)
         if output == "flattened":
             result, _ = new_image_from(pixels, name)
             image.delete()
@@ -157,13 +185,28 @@ def colorize_file(src: str, dst: str, reference, output: str, backend: tuple[str
         image.delete()
 
 
+def _hints_folder(config, inputs: list[str]) -> str | None:
+    """The hints folder argument, checked: an existing folder that is not an input folder (there every line
+    art would be its own hint picture)."""
+    gfile = config.get_property("hints-folder")
+    if gfile is None:
+        return None
+    path = os.path.abspath(gfile.get_path())
+    if not os.path.isdir(path):
+        raise PluginError(f"the hints folder {path} does not exist: choose the folder of hint pictures")
+    if any(os.path.isdir(p) and os.path.samefile(p, path) for p in inputs):
+        raise PluginError(f"the hints folder {path} is also an input folder: keep the hint pictures in a folder of "
+                          "their own, named like the line-art files")
+    return path
+
+
 def run_colorize_files(procedure, config, data):
     run_mode = config.get_property("run-mode")
     if run_mode == Gimp.RunMode.INTERACTIVE:
         GimpUi.init(procedure.get_name())
         dialog = GimpUi.ProcedureDialog.new(procedure, config, "Irodori: Colorize Files")
-        dialog.fill(["input-folder", "reference-file", "output-folder", "output", "file-type", "endpoint",
-                     "timeout"])
+        dialog.fill(["input-folder", "reference-file", "output-folder", "hints-folder", "output", "file-type",
+                     "endpoint", "timeout"])
         ok = dialog.run()
         dialog.destroy()
         if not ok:
@@ -191,6 +234,7 @@ def run_colorize_files(procedure, config, data):
             raise PluginError("no output folder: choose where the coloured files go")
         out_dir = out_folder.get_path()
         os.makedirs(out_dir, exist_ok=True)
+        hints = hint_pictures(_hints_folder(config, paths))
         backend = backend_args(config)
         limits = server_limits(*backend)
         reference = reference_from_file(ref_file.get_path(), limits.max_reference_pixels)
@@ -201,7 +245,7 @@ def run_colorize_files(procedure, config, data):
             Gimp.progress_update(i / len(files))
             dst = output_path(src, out_dir, ext, used)
             try:
-                colorize_file(src, dst, reference, output, backend, limits)
+                colorize_file(src, dst, reference, output, backend, limits, hints_file_for(src, hints))
                 written += 1
             except BackendDown:
                 raise

@@ -3,9 +3,11 @@
 Installed as a Krita Python plugin (irodori.desktop + this package), it adds the "Irodori" docker. In
 Scripter or kritarunner, `import irodori` gives the scripting API:
 
-    irodori.colorize_layer(document, line_node, reference, endpoint=..., output="color", timeout=...) -> Node
-    irodori.colorize_selected(reference, document=None, nodes=None, ...) -> [Node]
-    irodori.colorize_keyframes(document, line_node, reference, ...) -> Node (a group, one layer per keyframe)
+    irodori.colorize_layer(document, line_node, reference, endpoint=..., output="color", timeout=...,
+                           hints=None) -> Node
+    irodori.colorize_selected(reference, document=None, nodes=None, ..., hints=None) -> [Node]
+    irodori.colorize_keyframes(document, line_node, reference, ..., hints=None) -> Node (animated, or a group)
+    irodori.new_hint_layer(document, line_node) -> Node (an empty "Irodori hints" layer above the line art)
 
 The protocol package (irodori/protocol/) is a symbolic link to backend/protocol/ in the source tree; the
 build (`irodori plugin krita --zip DIR` or `--install`) copies its files in. Outside Krita (unit tests) only
@@ -19,7 +21,8 @@ except ImportError:  # not inside Krita
 __version__ = "0.1.0"
 
 if _krita is not None:
-    from .api import BatchError, backend_info, colorize_keyframes, colorize_layer, colorize_selected  # noqa: F401
+    from .api import (BatchError, backend_info, colorize_keyframes, colorize_layer, colorize_selected,  # noqa: F401
+                      new_hint_layer)
     from .inputs import Reference, resolve_reference  # noqa: F401
     from .errors import InputError  # noqa: F401
     from .protocol import BackendUnavailable, IrodoriError  # noqa: F401

@@ -3,14 +3,16 @@
     import irodori
     doc = Krita.instance().activeDocument()
     layer = irodori.colorize_layer(doc, doc.activeNode(), doc.nodeByName("ref"))
+    hints = irodori.new_hint_layer(doc, doc.nodeByName("lines"))   # paint dots of colour on it, then
+    layer = irodori.colorize_layer(doc, doc.nodeByName("lines"), doc.nodeByName("ref"), hints=hints)
 
 Everything here runs on the calling thread and must be called from Krita's main thread (Krita's own API
 is not thread-safe). Only the network requests go to helper threads (protocol.colorize_many, one Client
 per thread). A call blocks until the backend answers or `timeout` passes; the docker runs the same work
 from a worker thread instead, so Krita's window stays responsive.
 
-Pixels: an 8-bit RGBA document's layers come as B, G, R, A bytes; they are sent as Pixels(layout="BGRA")
-(inputs.py) and the backend is asked to answer in BGRA, so nothing is converted in Python.
+Pixels: an 8-bit RGBA document's layers (line art and hints) come as B, G, R, A bytes; they are sent as
+Pixels(layout="BGRA") (inputs.py) and the backend is asked to answer in BGRA, so nothing is converted in Python.
 
 References are scaled down before they are sent, to what the backend's model uses (server_facts, from the
 backend's `info`): each call below asks the backend for its `info` first.
@@ -26,9 +28,9 @@ from krita import Document, Krita, Node
 
 from . import protocol
 from .errors import InputError
-from .inputs import PIXEL_LAYERS, Reference, read_lineart, resolve_reference
+from .inputs import PIXEL_LAYERS, Reference, check_rgba8, read_hints, read_lineart, resolve_reference
 from .layers import insert_above, insert_below, same_node
-from .pixels import layer_name, to_bgra
+from .pixels import HINT_LAYER_NAME, layer_name, to_bgra
 from .protocol import DEFAULT_ENDPOINT
 from .qt import QtGui, QtWidgets, image_bytes, image_from_bgra
 from .server_facts import ServerFacts
@@ -61,6 +63,7 @@ class Batch:
     output: str = "color"
     resolution: int | None = None
     as_animation: bool | None = None  # keyframes: None = one animated layer where Krita can make it
+    hints: Node | None = None  # a layer of colour hints, the same for every target (only read)
     created: list = field(default_factory=list)
     failures: list = field(default_factory=list)  # (label, exception)
     notes: list = field(default_factory=list)  # why the result differs from what was asked, for the user
@@ -78,8 +81,12 @@ class Batch:
         """The keyword arguments of Client.colorize for target i (reads its pixels; may raise InputError)."""
         t = self.targets[i]
         options = {"resolution": int(self.resolution)} if self.resolution else None
-        return {"lineart": read_lineart(self.document, t.node, t.time), "reference": self.reference.payload,
-                "outputs": (self.output,), "options": options, "output_layout": "BGRA"}
+        job = {"lineart": read_lineart(self.document, t.node, t.time), "reference": self.reference.payload,
+               "outputs": (self.output,), "options": options, "output_layout": "BGRA"}
+        hints = read_hints(self.document, self.hints, t.node, t.time) if self.hints is not None else None
+        if hints is not None:  # an empty hint layer sends nothing: the request is as without hints
+            job["hints"] = hints
+        return job
 
     def place(self, i: int, outputs: dict):
         """Add the backend's answer for target i: a new layer (returned), or a kept keyframe (None)."""
@@ -313,17 +320,21 @@ class BatchError(Exception):
 
 # ------------------------------------------------------------------------------------------- public API
 def colorize_layer(document: Document, line_node: Node, reference, endpoint: str = DEFAULT_ENDPOINT,
-                   output: str = "color", timeout: float = DEFAULT_TIMEOUT, resolution: int | None = None) -> Node:
-    """Colour one line-art layer; returns the new layer (the line-art layer itself is never changed).
+                   output: str = "color", timeout: float = DEFAULT_TIMEOUT, resolution: int | None = None,
+                   hints: Node | None = None) -> Node:
+    """Colour one line-art layer; returns the new layer (the line-art and hint layers are never changed).
 
     reference: a Node, a Document, an image file path, or encoded image bytes (PNG/JPEG/WebP).
+    hints: a layer of this document with dots or strokes of colour (new_hint_layer makes one): each line-art
+    region holding hint pixels takes the hint's colour. The backend's model must take hints (an error says
+    so otherwise); an empty hint layer is the same as none.
     output: "color" (a layer directly under the line art), "flattened" (colour x line art, a layer directly
     above it) or "flats" (flat colour regions, under it). Raises InputError for a bad document or layer,
     protocol.BackendUnavailable when no backend answers within `timeout`, protocol.IrodoriError otherwise;
     no layer is added when it raises.
     """
     batch = Batch(document, [Target(line_node)], resolve_reference(reference, server_facts(endpoint, timeout)),
-                  output, resolution)
+                  output, resolution, hints=hints)
     run_batch(batch, endpoint, timeout, max_in_flight=1, retry_busy=False)
     if batch.failures:
         raise batch.failures[0][1]
@@ -332,22 +343,23 @@ def colorize_layer(document: Document, line_node: Node, reference, endpoint: str
 
 def colorize_selected(reference, document: Document | None = None, nodes: list | None = None,
                       endpoint: str = DEFAULT_ENDPOINT, output: str = "color", timeout: float = DEFAULT_TIMEOUT,
-                      resolution: int | None = None, max_in_flight: int = 2) -> list:
+                      resolution: int | None = None, max_in_flight: int = 2, hints: Node | None = None) -> list:
     """Colour every selected layer (or `nodes`) of the document from one reference; returns the new layers.
 
-    The reference layer itself is skipped when it is selected. Raises BatchError (with .nodes made so far)
-    when some layers failed.
+    The reference and hint layers themselves are skipped when they are selected; `hints` (as in
+    colorize_layer) go with every layer. Raises BatchError (with .nodes made so far) when some layers failed.
     """
     document = document or Krita.instance().activeDocument()
     if document is None:
         raise InputError("no_document", "No document is open. Open the line art first.")
     ref = resolve_reference(reference, server_facts(endpoint, timeout))
     nodes = list(nodes) if nodes is not None else selected_layers(document)
-    if isinstance(reference, Node):
-        nodes = [n for n in nodes if not same_node(n, reference)]
+    for skip in (reference, hints):
+        if isinstance(skip, Node):
+            nodes = [n for n in nodes if not same_node(n, skip)]
     if not nodes:
         raise InputError("no_layers", "No line-art layer is selected. Select the layers to colour.")
-    batch = Batch(document, [Target(n) for n in nodes], ref, output, resolution)
+    batch = Batch(document, [Target(n) for n in nodes], ref, output, resolution, hints=hints)
     run_batch(batch, endpoint, timeout, max_in_flight)
     if batch.failures:
         raise BatchError(batch.created, batch.failures)
@@ -356,7 +368,7 @@ def colorize_selected(reference, document: Document | None = None, nodes: list |
 
 def colorize_keyframes(document: Document, line_node: Node, reference, endpoint: str = DEFAULT_ENDPOINT,
                        output: str = "color", timeout: float = DEFAULT_TIMEOUT, resolution: int | None = None,
-                       max_in_flight: int = 2, as_animation: bool | None = None) -> Node:
+                       max_in_flight: int = 2, as_animation: bool | None = None, hints: Node | None = None) -> Node:
     """Colour every keyframe of an animated line-art layer; returns the new animated layer (or group).
 
     The result is ONE animated colour layer directly under the line art, with a keyframe at each of the
@@ -365,13 +377,31 @@ def colorize_keyframes(document: Document, line_node: Node, reference, endpoint:
     "Irodori colour (ref) frames" holding a layer "frame N" per keyframe N, bottom to top in time order, of
     which only the frame under the timeline's cursor is visible. as_animation=True raises instead of falling
     back. Nothing is added until every frame is answered. Raises BatchError when some frames failed.
+    `hints` as in colorize_layer; an animated hint layer gives each keyframe the hints at its time.
     """
     ref = resolve_reference(reference, server_facts(endpoint, timeout))
-    batch = Batch(document, keyframe_targets(document, line_node), ref, output, resolution, as_animation)
+    batch = Batch(document, keyframe_targets(document, line_node), ref, output, resolution, as_animation, hints)
     run_batch(batch, endpoint, timeout, max_in_flight)
     if batch.failures:
         raise BatchError(batch.created, batch.failures)
     return batch.created[0]
+
+
+def new_hint_layer(document: Document, line_node: Node) -> Node:
+    """An empty paint layer "Irodori hints" directly above the line art, made the active layer so that the
+    user can paint dots of colour on it at once. Nothing else changes."""
+    check_rgba8(document)
+    shown = document.activeNode() is not None  # None: no view shows the document (kritarunner), none to set
+    node = document.createNode(HINT_LAYER_NAME, "paintlayer")
+    insert_above(line_node.parentNode(), node, line_node)
+
+    def activate() -> bool:  # Krita knows a new layer only after its events ran: until then this does nothing
+        document.setActiveNode(node)
+        return same_node(document.activeNode(), node)
+
+    if shown:
+        _wait(document, activate, 1.0)
+    return node
 
 
 def backend_info(endpoint: str = DEFAULT_ENDPOINT, timeout: float = 5.0) -> dict:

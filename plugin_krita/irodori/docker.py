@@ -12,7 +12,7 @@ import time
 from krita import DockWidgetFactory, DockWidgetFactoryBase, Krita
 
 from . import protocol
-from .api import Batch, Target, backend_info, keyframe_targets, selected_layers
+from .api import Batch, Target, backend_info, keyframe_targets, new_hint_layer, selected_layers
 from .backend_process import BackendProcess
 from .docker_ui import DockerPanel
 from .errors import InputError, describe_backend, friendly
@@ -54,6 +54,7 @@ class IrodoriDocker(DockerPanel):
         self.cancel_button.clicked.connect(self.cancel)
         self.check_button.clicked.connect(self.check_backend)
         self.start_button.clicked.connect(self.start_backend)
+        self.new_hints_button.clicked.connect(self.add_hint_layer)
         self.tick = QtCore.QTimer(self)
         self.tick.setInterval(500)
         self.tick.timeout.connect(self._show_elapsed)
@@ -73,6 +74,7 @@ class IrodoriDocker(DockerPanel):
     def _checked(self, info, error) -> None:
         if error is None:
             self.facts[self.checking] = ServerFacts.from_info(info)
+            self.show_hints_support(self.facts[self.checking].hints)
             self.status_label.setText("\u25cf " + describe_backend(info))
             self.status_label.setStyleSheet("color: #3a9a3a;")
             self.start_button.setVisible(False)
@@ -81,6 +83,7 @@ class IrodoriDocker(DockerPanel):
                 self.show_message("The backend is running.")
             return
         self.status_label.setStyleSheet("color: #c0392b;")
+        self.show_hints_support(None)
         if self.start_polls:  # waiting for a backend we started
             if not BACKEND.running():
                 self.start_polls = 0
@@ -113,6 +116,25 @@ class IrodoriDocker(DockerPanel):
         self.start_polls = 1
         QtCore.QTimer.singleShot(1000, self.check_backend)
 
+    # ------------------------------------------------------------------------------------- hints
+    def add_hint_layer(self) -> None:
+        """"New hint layer": an empty layer above the line art, picked as the hints and made active."""
+        doc = Krita.instance().activeDocument()
+        try:
+            if doc is None:
+                raise InputError("no_document", "No document is open. Open the line art first.")
+            line = self.line_node(doc)
+            node = new_hint_layer(doc, line)
+        except (InputError, RuntimeError) as exc:
+            self.show_error(friendly(exc))
+            return
+        self.refresh_layers()
+        # the new layer is now the active one: pin the line art, or "Active layer" would mean the hints
+        self._select(self.line_combo, line.uniqueId().toString())
+        self._select(self.hints_combo, node.uniqueId().toString())
+        self.show_message(f"Added \"{node.name()}\" above \"{line.name()}\": paint dots of colour on it where you "
+                          "want exactly that colour, then press Colorize.")
+
     # ------------------------------------------------------------------------------------- colorize
     def make_batch(self) -> Batch:
         doc = Krita.instance().activeDocument()
@@ -124,9 +146,11 @@ class IrodoriDocker(DockerPanel):
                                              "document or an image file.")
         reference = resolve_reference(source, self.facts.get(self.settings.endpoint, ServerFacts()))
         scope = self.scope_combo.currentData()
+        hints = self.hints_node(doc)
         if scope == "selected":
             nodes = [n for n in selected_layers(doc)
-                     if not (self.kind_combo.currentData() == "layer" and same_node(n, source))]
+                     if not (self.kind_combo.currentData() == "layer" and same_node(n, source))
+                     and not same_node(n, hints)]
             if not nodes:
                 raise InputError("no_layers", "No line-art layer is selected besides the reference.")
             targets = [Target(n) for n in nodes]
@@ -139,7 +163,7 @@ class IrodoriDocker(DockerPanel):
                                                "reference.")
             targets = [Target(line)]
         resolution = self.quality_combo.currentData() or None
-        return Batch(doc, targets, reference, self.output_combo.currentData(), resolution)
+        return Batch(doc, targets, reference, self.output_combo.currentData(), resolution, hints=hints)
 
     def colorize(self) -> None:
         if self.worker is not None:

@@ -106,6 +106,20 @@ class DockerPanel(DockWidget):
         grid.setColumnStretch(0, 1)
         form.addRow("Reference:", reference)
 
+        self.hints_combo = RefreshingCombo()
+        self.hints_combo.setToolTip("A layer with dots of colour: each line-art area holding a dot takes exactly "
+                                    "that colour. The layer is only read.")
+        self.hints_combo.aboutToShow.connect(self.refresh_layers)
+        self.new_hints_button = QtWidgets.QPushButton("New hint layer")
+        self.new_hints_button.setToolTip("Add an empty layer above the line art and select it: paint dots of "
+                                         "colour on it, then press Colorize.")
+        form.addRow("Hints:", self._row(self.hints_combo, self.new_hints_button))
+        self.hints_note = QtWidgets.QLabel("")
+        self.hints_note.setWordWrap(True)
+        self.hints_note.setStyleSheet("color: #b9770e;")
+        self.hints_note.setVisible(False)
+        form.addRow(self.hints_note)
+
         self.output_combo = self._combo(OUTPUT_TEXT, "What to add to the document.")
         form.addRow("Output:", self.output_combo)
         self.quality_combo = self._combo({r: RESOLUTION_TEXT[r] for r in RESOLUTION_CHOICES},
@@ -234,12 +248,14 @@ class DockerPanel(DockWidget):
     def refresh_layers(self) -> None:
         doc = Krita.instance().activeDocument()
         active = doc.activeNode() if doc is not None else None
-        for combo in (self.line_combo, self.ref_layer_combo):
+        for combo in (self.line_combo, self.ref_layer_combo, self.hints_combo):
             keep = combo.currentData()
             combo.blockSignals(True)
             combo.clear()
             if combo is self.line_combo:
                 combo.addItem(f"Active layer ({active.name()})" if active is not None else "Active layer", "")
+            if combo is self.hints_combo:
+                combo.addItem("None", "")
             if doc is not None:
                 for depth, node in walk_layers(doc.rootNode()):
                     combo.addItem("    " * depth + node.name(), node.uniqueId().toString())
@@ -296,6 +312,17 @@ class DockerPanel(DockWidget):
         if node is None:
             raise InputError("no_layer", "Pick the line-art layer (or make it the active layer).")
         return node
+
+    def hints_node(self, doc):
+        """The hint layer picked, or None for "None" (or when the picked layer was deleted)."""
+        uid = self.hints_combo.currentData()
+        return find_node(doc, uid) if doc is not None and uid else None
+
+    def show_hints_support(self, takes_hints: bool | None) -> None:
+        """Say so when the backend's model takes no hints (its `info`); nothing while that is not known."""
+        self.hints_note.setText("The backend's model takes no hints: colouring with a hint layer will be refused. "
+                                "Serve a model trained with hints, or pick Hints: None.")
+        self.hints_note.setVisible(takes_hints is False)
 
     def current_reference_source(self):
         """The Node, Document or file path the user picked (None when there is nothing to pick)."""

@@ -32,7 +32,6 @@ _ADVICE = {
     "busy": "The backend is busy with other requests. Try again in a moment.",
     "too_large": "The image is too large for the backend: {message}",
     "shutting_down": "The backend is shutting down. Start it again with `irodori serve`.",
-    "no_workers": "The broker at {endpoint} has no worker running. Start one with `irodori serve --connect ...`.",
     "unsupported_version": "The backend speaks another protocol version; update the plugin and the backend "
                            "to the same Irodori release. ({message})",
     "cancelled": "Cancelled.",

@@ -1,8 +1,9 @@
-"""What goes to the backend: the line art's pixels and the reference, read from Krita on its main thread.
+"""What goes to the backend: the line art's pixels, the hints and the reference, read from Krita on its main
+thread.
 
-Line art is sent as the document-sized BGRA pixels of its layer (Krita's own byte order, so nothing is
-converted in Python). A reference is scaled down first, to what the backend's model uses (server_facts,
-from the backend's `info`); a reference file is sent as its encoded bytes.
+Line art and hints are sent as the document-sized BGRA pixels of their layers (Krita's own byte order, so
+nothing is converted in Python). A reference is scaled down first, to what the backend's model uses
+(server_facts, from the backend's `info`); a reference file is sent as its encoded bytes.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from krita import Document, Node
 
 from . import protocol
 from .errors import InputError, empty_layer, not_rgba8
+from .layers import same_node
 from .pixels import fit_within, is_transparent
 from .qt import QtCore, QtGui, image_bytes, image_from_bgra
 from .server_facts import ServerFacts
@@ -29,12 +31,12 @@ def check_rgba8(document: Document, node: Node | None = None) -> None:
         raise not_rgba8(f"The layer \"{node.name()}\"", node.colorModel(), node.colorDepth())
 
 
-def read_lineart(document: Document, node: Node, frame: int | None = None) -> protocol.Pixels:
-    """The layer's pixels over the whole canvas (so the result has the document's size) as BGRA Pixels."""
+def _canvas_bgra(document: Document, node: Node, frame: int | None, what: str) -> bytes:
+    """A layer's BGRA bytes over the whole canvas (so everything sent has the document's size), at `frame`."""
     check_rgba8(document, node)
     if node.type() not in PIXEL_LAYERS:
         raise InputError("bad_layer", f"\"{node.name()}\" is a {node.type()}, not a layer with pixels. "
-                                      "Pick the line-art layer.")
+                                      f"Pick the {what} layer.")
     w, h = document.width(), document.height()
     if frame is not None:
         data = bytes(node.pixelDataAtTime(0, 0, w, h, frame))
@@ -45,9 +47,29 @@ def read_lineart(document: Document, node: Node, frame: int | None = None) -> pr
     if len(data) != w * h * 4:
         raise InputError("bad_layer", f"Krita gave {len(data)} bytes for the {w}x{h} layer \"{node.name()}\"; "
                                       "expected 8-bit RGBA.")
+    return data
+
+
+def read_lineart(document: Document, node: Node, frame: int | None = None) -> protocol.Pixels:
+    """The line-art layer's pixels as BGRA Pixels of the document's size."""
+    data = _canvas_bgra(document, node, frame, "line-art")
     if is_transparent(data):
         raise empty_layer(node.name(), frame)
-    return protocol.Pixels(w, h, "BGRA", data)
+    return protocol.Pixels(document.width(), document.height(), "BGRA", data)
+
+
+def read_hints(document: Document, node: Node, line: Node, frame: int | None = None) -> protocol.Pixels | None:
+    """The hint layer's pixels as BGRA Pixels of the document's (= the line art's) size, or None when it
+    holds no hint: an empty hint layer asks for nothing, so it also works with a model that takes no hints.
+
+    An animated hint layer is read at the frame being coloured; a still one gives every keyframe the same
+    hints. It is only read, never changed.
+    """
+    if same_node(node, line):
+        raise InputError("same_layer", "The line art and the hints are the same layer. Paint the hints on their "
+                                       "own layer (\"New hint layer\").")
+    data = _canvas_bgra(document, node, frame if node.animated() else None, "hint")
+    return None if is_transparent(data) else protocol.Pixels(document.width(), document.height(), "BGRA", data)
 
 
 @dataclass

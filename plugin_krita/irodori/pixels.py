@@ -63,6 +63,7 @@ def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 OUTPUT_LABELS = {"color": "colour", "flattened": "flattened", "flats": "flats"}
+HINT_LAYER_NAME = "Irodori hints"  # the layer "New hint layer" adds above the line art
 
 
 def layer_name(output: str, reference_name: str, frame: int | None = None) -> str:

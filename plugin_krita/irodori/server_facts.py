@@ -1,6 +1,6 @@
 """What the plugin adapts to on the backend it talks to, read from the backend's `info` reply. Pure.
 
-The size limits and the model's reference size belong to the backend (they change with its settings and
+The size limits, the model's reference size and whether it takes hints belong to the backend (they change with its settings and
 its model), so the plugin reads them instead of keeping copies that could disagree. Until an `info` reply
 has been read, it assumes the protocol's default limits.
 """
@@ -24,6 +24,7 @@ MAX_REFERENCE_FILE_BYTES = 64 * 1024 * 1024
 class ServerFacts:
     limits: protocol.Limits = protocol.DEFAULT_LIMITS
     reference_size: int | None = None  # the square side the model resizes every reference to
+    hints: bool | None = None  # whether the model takes colour hints; None = not known (no `info` read yet)
 
     @classmethod
     def from_info(cls, info: dict) -> "ServerFacts":
@@ -34,7 +35,8 @@ class ServerFacts:
         config = model.get("config") if isinstance(model.get("config"), dict) else {}
         size = config.get("reference_size")
         valid = isinstance(size, int) and not isinstance(size, bool) and size > 0
-        return cls(limits, size if valid else None)
+        hints = model.get("hints")
+        return cls(limits, size if valid else None, hints if isinstance(hints, bool) else None)
 
     def reference_side(self) -> int:
         """The longest side a reference is sent at: the transfer policy, within what the backend accepts."""

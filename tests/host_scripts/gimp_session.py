@@ -1,12 +1,15 @@
 """Runs inside GIMP 3 (gimp-console, one session) for tests/test_gimp_plugin.py: every GIMP-side step.
 
 hostlib.run_gimp runs it in its run folder, which holds the test's files: params.json (the endpoints and
-sizes), lineart.rgba, reference.png, broken.png and the batch inputs in_*.png. Each step reports into R;
-R is emitted once at the end and the test asserts on its parts.
+sizes), lineart.rgba, box.rgba (line art with a closed box), hints.png (a dot in the box, the line art's
+size), box.png (the same box as a batch input), reference.png, broken.png, the batch inputs in_*.png and
+hint pictures hint_*.png (moved to hints/). Each step reports into R; R is emitted once at the end and
+the test asserts on its parts.
 """
 import base64
 import json
 import os
+import time
 import traceback
 
 from gi.repository import Gegl, Gimp, Gio
@@ -17,6 +20,7 @@ RUN_DIR = os.getcwd()  # hostlib runs every GIMP script in its run folder
 with open("params.json") as f:
     PARAMS = json.load(f)
 ENDPOINT, DEAD = PARAMS["endpoint"], PARAMS["dead"]  # a live backend, and a port where nothing listens
+HINT_ENDPOINT = PARAMS["hint_endpoint"]  # a backend whose model takes hints (ENDPOINT's does not)
 W, H, OX, OY = PARAMS["w"], PARAMS["h"], PARAMS["ox"], PARAMS["oy"]  # the line-art layer and its offset
 FMT = "R'G'B'A u8"
 pdb = Gimp.get_pdb()
@@ -38,7 +42,7 @@ def layer_info(image):
     return out
 
 
-def scene():
+def scene(lineart="lineart.rgba"):
     """Line art (RGBA, transparent) at OFFSET in an 80x60 image, a note layer above it, a base below it;
     the reference is a layer of ANOTHER open image."""
     img = Gimp.Image.new(80, 60, Gimp.ImageBaseType.RGB)
@@ -48,7 +52,7 @@ def scene():
     img.insert_layer(lines, None, 0)
     lines.set_offsets(OX, OY)
     buf = lines.get_buffer()
-    buf.set(Gegl.Rectangle.new(0, 0, W, H), FMT, open("lineart.rgba", "rb").read())
+    buf.set(Gegl.Rectangle.new(0, 0, W, H), FMT, open(lineart, "rb").read())
     buf.flush()
     note = Gimp.Layer.new(img, "notes", 10, 10, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
     img.insert_layer(note, None, 0)
@@ -73,10 +77,12 @@ def colorize(img, lines, **props):
 
 
 def step(name, fn):
+    t0 = time.monotonic()
     try:
         R[name] = fn()
     except Exception:
         R[name] = {"crash": traceback.format_exc()}
+    R.setdefault("seconds", {})[name] = round(time.monotonic() - t0, 2)  # for the test's budget
 
 
 def registered():
@@ -179,10 +185,39 @@ def batch(out_dir, **props):
     return out
 
 
+def hinted(source, endpoint=HINT_ENDPOINT, hints_png="hints.png"):
+    """The box line art coloured with hints from a layer (the image's size, at offset 0: the plug-in reads
+    it where it lies over the line art) or from hints.png; the line-art and hint layers must not change."""
+    img, lines, ref = scene("box.rgba")
+    props = {"endpoint": endpoint, "reference_layer": ref}
+    hint_layer = None
+    if source == "layer":
+        hint_layer = Gimp.Layer.new(img, "hints", 80, 60, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+        img.insert_layer(hint_layer, None, 0)
+        x, y, w, h, *rgb = PARAMS["dot"]
+        buf = hint_layer.get_buffer()
+        buf.set(Gegl.Rectangle.new(OX + x, OY + y, w, h), FMT, bytes([*rgb, 255]) * (w * h))
+        buf.flush()
+        props["hints_layer"] = hint_layer
+    else:
+        props["hints_file"] = Gio.File.new_for_path(RUN_DIR + "/" + hints_png)
+    before = [pixels(lines), pixels(hint_layer) if hint_layer else None]
+    out, _ = colorize(img, lines, **props)
+    out["layers"] = layer_info(img)
+    out["unchanged"] = [pixels(lines), pixels(hint_layer) if hint_layer else None] == before
+    new = [layer for layer in img.get_layers() if layer.get_name() == "Irodori colour"]
+    if new:
+        out["colour"] = pixels(new[0])
+    return out
+
+
 os.makedirs(RUN_DIR + "/in", exist_ok=True)
+os.makedirs(RUN_DIR + "/hints", exist_ok=True)
 for name in os.listdir(RUN_DIR):
     if name.startswith("in_"):
         os.rename(RUN_DIR + "/" + name, RUN_DIR + "/in/" + name[3:])
+    if name.startswith("hint_"):
+        os.rename(RUN_DIR + "/" + name, RUN_DIR + "/hints/" + name[5:])
 step("registered", registered)
 step("pyzmq", lambda: colour_layer("pyzmq", "layer"))
 step("zmtp", lambda: colour_layer("zmtp", "file"))
@@ -195,4 +230,10 @@ step("no_reference", no_reference)
 step("batch", lambda: batch("out", input_folder=Gio.File.new_for_path(RUN_DIR + "/in")))
 step("batch_xcf", lambda: batch("out_xcf", input_files=[RUN_DIR + "/in/a.png", RUN_DIR + "/broken.png"],
                                 output="flats", file_type="xcf"))
+step("hints_layer", lambda: hinted("layer"))
+step("hints_file", lambda: hinted("file"))
+step("hints_refused", lambda: hinted("layer", ENDPOINT))
+step("hints_wrong_size", lambda: hinted("file", hints_png="reference.png"))
+step("batch_hints", lambda: batch("out_hints", input_files=[RUN_DIR + "/box.png", RUN_DIR + "/in/b.png"],
+                                  hints_folder=Gio.File.new_for_path(RUN_DIR + "/hints"), endpoint=HINT_ENDPOINT))
 emit(R)

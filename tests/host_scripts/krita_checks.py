@@ -1,8 +1,8 @@
 """Runs inside Krita (kritarunner) for tests/test_krita_plugin.py: every scripted scenario of the plugin's API.
 
 kritarunner -s krita_checks -f main, with the built plugin's folder in IRODORI_PLUGIN_DIR and the inputs
-(lines.bgra, reference.bgra, reference.png, anim.kra) in IRODORI_DATA. One dict of findings is emitted;
-the test asserts on it.
+(lines.bgra, reference.bgra, reference.png, anim.kra, hint_dot.bgra) in IRODORI_DATA. One dict of findings
+is emitted; the test asserts on it.
 """
 import base64
 import hashlib
@@ -36,6 +36,8 @@ dialog_timer.start(500)
 W, H = int(os.environ["IRODORI_W"]), int(os.environ["IRODORI_H"])
 DATA = os.environ["IRODORI_DATA"]
 EP, DEAD = os.environ["IRODORI_ENDPOINT"], os.environ["IRODORI_DEAD_ENDPOINT"]
+HINT_EP = os.environ["IRODORI_HINT_ENDPOINT"]  # a backend whose model takes hints (EP's does not)
+DOT = [int(v) for v in os.environ["IRODORI_HINT_DOT"].split(",")]  # x, y, w, h of hint_dot.bgra
 
 
 def raw(name):
@@ -172,5 +174,39 @@ def main(args=None):
         "line_same": before == [hashlib.sha256(bytes(line.pixelDataAtTime(0, 0, W, H, t))).hexdigest()
                                 for t in (0, 2, 5)],
     }
+    out["hints"] = hint_checks()
     out["dialogs"] = DIALOGS
     emit(out)
+
+
+def hint_checks():
+    """8. hints: "New hint layer" goes directly above the line art (it becomes the active layer where there is
+    a view: krita_docker.py checks that); a dot on it colours its closed area; the line-art and hint layers
+    stay byte-identical; a model without hints refuses."""
+    t0 = time.monotonic()
+    doc, root, ref, line = new_doc()
+    notes = doc.createNode("notes", "paintlayer")
+    root.addChildNode(notes, None)
+    hints = irodori.new_hint_layer(doc, line)
+    out = {"new_stack": names(root)}
+    x, y, w, h = DOT
+    hints.setPixelData(raw("hint_dot.bgra"), x, y, w, h)
+    doc.waitForDone()
+    before = {"line": digest(line), "hints": digest(hints)}
+    plain = irodori.colorize_layer(doc, line, ref, endpoint=HINT_EP, timeout=60)
+    hinted = irodori.colorize_layer(doc, line, ref, endpoint=HINT_EP, timeout=60, hints=hints)
+    out.update(stack=names(root),
+               plain=base64.b64encode(bytes(plain.pixelData(0, 0, W, H))).decode(),
+               hinted=base64.b64encode(bytes(hinted.pixelData(0, 0, W, H))).decode(),
+               hints_pixels=base64.b64encode(bytes(hints.pixelData(0, 0, W, H))).decode(),
+               line_same=digest(line) == before["line"], hints_same=digest(hints) == before["hints"])
+    n0 = names(root)
+    out["refused"] = attempt(lambda: irodori.colorize_layer(doc, line, ref, endpoint=EP, timeout=60, hints=hints))
+    out["refused"]["stack_same"] = names(root) == n0
+    empty = doc.createNode("no hints yet", "paintlayer")
+    root.addChildNode(empty, None)
+    node = irodori.colorize_layer(doc, line, ref, endpoint=EP, timeout=60, hints=empty)  # empty = no hints
+    out["empty_hints"] = base64.b64encode(bytes(node.pixelData(0, 0, W, H))).decode()
+    out["same_layer"] = attempt(lambda: irodori.colorize_layer(doc, line, ref, endpoint=HINT_EP, hints=line))
+    out["seconds"] = time.monotonic() - t0
+    return out

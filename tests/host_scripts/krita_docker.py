@@ -2,8 +2,10 @@
 
 With the plugin installed from its zip in a fresh profile, it colours a character through the docker's
 button (the network on the worker thread): first against a dead endpoint, then a slow backend it cancels,
-then the real backend. The test kit then photographs the screen; the test asserts on what is emitted.
-Inputs: IRODORI_DATA (character_lines.bgra, character_ref.bgra), IRODORI_SIZE and the endpoints.
+then the real backend; then "New hint layer", a dot of colour on it, and a colouring with that hint layer
+on a backend whose model takes hints. The test kit then photographs the screen; the test asserts on what is
+emitted. Inputs: IRODORI_DATA (character_lines.bgra, character_ref.bgra), IRODORI_SIZE, IRODORI_HINT_DOT
+(x, y, w, h and the B, G, R of a dot on paper) and the endpoints.
 """
 import os
 import sys
@@ -131,4 +133,43 @@ out["docker"] = {"message": docker.message.text(), "status": docker.status_label
                  "stack": [n.name() for n in root.childNodes()], "visible": docker.isVisible(),
                  "rect": [top_left.x(), top_left.y(), g.width(), g.height()],
                  "saved_endpoint": k.readSetting("irodori", "endpoint", "")}
+
+
+def wait_for(condition, seconds):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+# --- hints: "New hint layer" with the line art picked as "Active layer", a dot on it, colour on a hint model
+step("hints")
+t_hints = time.monotonic()
+docker.line_combo.setCurrentIndex(0)  # "Active layer": the new layer becomes active, the line art must stay
+doc.setActiveNode(lines)
+wait_for(lambda: doc.activeNode() is not None and doc.activeNode().name() == "line art", 5)
+docker.new_hints_button.click()
+QApplication.processEvents()
+hint_layer = [n for n in root.childNodes() if n.name() == "Irodori hints"][0]
+hints = {"stack": [n.name() for n in root.childNodes()], "active": doc.activeNode().name(),
+         "picked": docker.hints_combo.currentText(), "message": docker.message.text(),
+         "line_pinned": docker.line_combo.currentData() == lines.uniqueId().toString(),
+         "note_on_plain_model": docker.hints_note.isVisibleTo(docker)}
+x, y, w, h, *bgr = [int(v) for v in os.environ["IRODORI_HINT_DOT"].split(",")]
+hint_layer.setPixelData(bytes([*bgr, 255]) * (w * h), x, y, w, h)
+before = [bytes(n.pixelData(0, 0, S, S)) for n in (lines, hint_layer)]
+docker.endpoint_edit.setText(os.environ["IRODORI_HINT_ENDPOINT"])
+docker._settings_changed()
+docker.check_backend()
+wait_for(lambda: not docker.checker.isRunning(), 10)
+QApplication.processEvents()
+hints["note_on_hint_model"] = docker.hints_note.isVisibleTo(docker)
+docker.colorize_button.click()
+wait_for(lambda: docker.worker is None, 90)
+made = [n for n in root.childNodes() if n.name() == "Irodori colour (reference)"]
+hints.update(after=[n.name() for n in root.childNodes()], done=docker.message.text(),
+             unchanged=[bytes(n.pixelData(0, 0, S, S)) for n in (lines, hint_layer)] == before,
+             dot=list(bytes(made[-1].pixelData(x + w // 2, y + h // 2, 1, 1))) if made else None,
+             seconds=time.monotonic() - t_hints)
+out["hints"] = hints
 emit(out)

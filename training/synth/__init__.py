@@ -28,6 +28,7 @@ Modules, in the order the data flows:
   figure     Figure (proportions, line widths, style choices) and Builder (the shape list steps add to)
   head, body the drawing steps; character: random_character calls them in order and places the figure
   raster     render
+  frames     character_frames: one character moving over a sequence (for keyframe colouring)
   command    `irodori synth`: write_dataset, preview, the CLI
 """
 from __future__ import annotations
@@ -38,12 +39,14 @@ from training.synth.base import (ACCESSORY, BASE, BG, BOTTOM, COLLAR, EYES, HAIR
 from training.synth.character import random_character
 from training.synth.command import (MASK_VIS, MAX_COUNT, META_FORMAT, add_arguments, main, mask_to_rgb, preview,
                                     write_dataset)
+from training.synth.frames import MAX_FRAMES, character_frames
 from training.synth.palette import part_tones, random_palette
 from training.synth.raster import SUPERSAMPLE, render
 
 __all__ = [
-    "ACCESSORY", "BASE", "BG", "BOTTOM", "COLLAR", "EYES", "HAIR", "HIGHLIGHT", "MASK_VIS", "MAX_COUNT", "MAX_SEED",
-    "MAX_SIZE", "META_FORMAT", "MIN_SIZE", "MOUTH", "PARTS", "SEED_STRIDE", "SHADOW", "SKIN", "SUPERSAMPLE", "TOP",
-    "Character", "Palette", "Rendered", "Shape", "add_arguments", "item_seed", "main", "mask_to_rgb", "part_tones",
-    "preview", "random_character", "random_palette", "render", "write_dataset",
+    "ACCESSORY", "BASE", "BG", "BOTTOM", "COLLAR", "EYES", "HAIR", "HIGHLIGHT", "MASK_VIS", "MAX_COUNT", "MAX_FRAMES",
+    "MAX_SEED", "MAX_SIZE", "META_FORMAT", "MIN_SIZE", "MOUTH", "PARTS", "SEED_STRIDE", "SHADOW", "SKIN",
+    "SUPERSAMPLE", "TOP", "Character", "Palette", "Rendered", "Shape", "add_arguments", "character_frames",
+    "item_seed", "main", "mask_to_rgb", "part_tones", "preview", "random_character", "random_palette", "render",
+    "write_dataset",
 ]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from training.synth import body, head
-from training.synth.base import Character, Rng, check_seed
+from training.synth.base import Character, Rng, Shape, check_seed
 from training.synth.figure import Builder, Figure, random_figure
 
 
@@ -23,32 +23,44 @@ def random_character(seed: int) -> Character:
     fig = random_figure(rng)
     b = Builder(tilt=fig.tilt)
     draw_figure(b, rng, fig)
-    shapes = b.shapes(random_placement(rng).to_frame)
-    if sum(1 for sh in shapes if sh.kind == "fill") > 254 or sum(1 for sh in shapes if sh.kind == "tone") > 255:
-        raise RuntimeError("too many shapes for the 8-bit id maps")
+    shapes = check_shapes(b.shapes(random_placement(rng).to_frame))
     cast_shadow, form_shadow, gradient = random_light(rng)
     return Character(seed, shapes, cast_shadow, form_shadow, gradient)
 
 
-def draw_figure(b: Builder, rng: Rng, fig: Figure) -> None:
-    """Every drawing step, back to front."""
-    head.back_hair(b, rng, fig)
+def check_shapes(shapes: tuple[Shape, ...]) -> tuple[Shape, ...]:
+    if sum(1 for sh in shapes if sh.kind == "fill") > 254 or sum(1 for sh in shapes if sh.kind == "tone") > 255:
+        raise RuntimeError("too many shapes for the 8-bit id maps")
+    return shapes
+
+
+def draw_figure(b: Builder, rng: Rng, fig: Figure, steps: dict[str, list[range]] | None = None) -> None:
+    """Every drawing step, back to front. `steps`, when given, receives step name -> the ranges of b.items
+    each call of that step added (frames.py moves the arms and the hair of a figure by them)."""
+    def step(name: str, draw, *args, **kwargs):
+        start = len(b.items)
+        out = draw(*args, **kwargs)
+        if steps is not None:
+            steps.setdefault(name, []).append(range(start, len(b.items)))
+        return out
+
+    step("back_hair", head.back_hair, b, rng, fig)
     if fig.accessory == "ears":  # cat ears sit behind everything else on the head
-        head.accessory(b, rng, fig)
+        step("accessory", head.accessory, b, rng, fig)
     neck_pts, depth = body.neckline(rng, fig)
-    body.bottom(b, rng, fig)
-    body.top(b, rng, fig, neck_pts)
-    body.neck(b, fig, neck_pts)
-    body.collar(b, rng, fig, neck_pts, depth)
+    step("bottom", body.bottom, b, rng, fig)
+    step("top", body.top, b, rng, fig, neck_pts)
+    step("neck", body.neck, b, fig, neck_pts)
+    step("collar", body.collar, b, rng, fig, neck_pts, depth)
     for side, pose in zip((-1, 1), body.random_poses(rng)):
-        body.arm(b, rng, fig, side=side, pose=pose)
-    face_group = head.face(b, rng, fig)
-    head.eyes(b, rng, fig, face_group=face_group)
-    head.nose_mouth(b, rng, fig)
-    head.side_locks(b, rng, fig)
-    head.fringe(b, rng, fig)
+        step(f"arm{side:+d}", body.arm, b, rng, fig, side=side, pose=pose)
+    face_group = step("face", head.face, b, rng, fig)
+    step("eyes", head.eyes, b, rng, fig, face_group=face_group)
+    step("nose_mouth", head.nose_mouth, b, rng, fig)
+    step("side_locks", head.side_locks, b, rng, fig)
+    step("fringe", head.fringe, b, rng, fig)
     if fig.accessory != "ears":
-        head.accessory(b, rng, fig)
+        step("accessory", head.accessory, b, rng, fig)
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,20 @@ Every figure in the table comes from the same run, so ratios compare like with l
                  ms and peak RSS (VmHWM), plus a model-resolution run for the "within 1.5x" check
   flats          backend.inference.flats on the same sizes (fresh subprocess each): alone, and what a request
                  with the flats output takes over one without (interleaved in one process)
+  hints          requests with and without colour hints at the first size (hints.py): what hints add
   (d) transport  the same requests through `irodori serve` on loopback (pixels in shared memory, as local
                  clients send them on Linux, and in raw or PNG frames): overhead over (c)
   (e) throughput images/s with 1, 4 and 16 concurrent clients, server batching on and off
   (f) training   optimiser steps/s of the trainer at the tiny and paper configurations: a plug-in section
                  (training/bench.py, entry point group `irodori.bench`), since nothing in backend imports training
 
-The package, by concern: measure.py (timers, memory, test images, the machine), plan.py (what a run
-measures), kernels.py ((a), (b)), children.py ((c) and flats in fresh subprocesses: they re-enter the package
-as `python -m backend.tools.bench CHILD_JSON`, so each scenario's peak memory is its own), served.py ((d),
-(e) through backend/tools/launcher.py), report.py (the table and the targets), command.py (the command and
-its plug-in sections). docs/performance.md holds the latest table and how to read it.
+The package, by concern: measure.py (timers, memory, test images, the machine), plan.py (what a run measures),
+kernels.py ((a), (b)), hints.py (the hints row), children.py ((c) and flats in fresh subprocesses: they
+re-enter the package as `python -m backend.tools.bench CHILD_JSON`, so each scenario's peak memory is its
+own), served.py ((d), (e) through backend/tools/launcher.py), report.py (the table and the targets),
+command.py (the command and its plug-in sections). docs/performance.md holds the latest table and how to read
+it. ray_section.py is a script of its own (`python -m backend.tools.bench.ray_section`): the Ray batch and
+`serve --ray` against the plain paths; it needs the `ray` extra and minutes of frames, so no default run has it.
 """
 from __future__ import annotations
 

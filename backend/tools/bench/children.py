@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from backend.tools.launcher import ROOT, child_env
 
+from .hints import child_hints
 from .measure import line_art_rgba, median, peak_rss_mib, reference_rgb, reset_peak_rss, status_kib, time_ms
 
 if TYPE_CHECKING:
@@ -184,7 +185,7 @@ def child_flats(spec: dict) -> dict:
     return r
 
 
-CHILDREN = {"pipeline": child_pipeline, "flats": child_flats}
+CHILDREN = {"pipeline": child_pipeline, "flats": child_flats, "hints": child_hints}
 
 
 def child_main(argv: list[str]) -> int:

@@ -27,7 +27,7 @@ from .plan import FULL, QUICK, Plan
 from .report import table, targets
 from .served import bench_served
 
-SECTIONS = ("peak", "generator", "pipeline", "flats", "transport", "concurrency")  # built in
+SECTIONS = ("peak", "generator", "pipeline", "flats", "hints", "transport", "concurrency")  # built in
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -134,6 +134,11 @@ def run(args: argparse.Namespace, plan: Plan, sections: list[str], plugins: dict
         res["pipeline"] = _pipeline(spec_base, plan, args.threads, say)
     if "flats" in sections:
         res["flats"] = _flats(spec_base, plan, args.threads, say, res["pipeline"])
+    if "hints" in sections:
+        size = plan.pipeline_sizes[0]
+        say(f"hints {size}x{size}: requests without and with colour hints, interleaved")
+        res["hints"] = [run_child({**spec_base, "kind": "hints", "size": size, "rounds": plan.flats_request_rounds},
+                                  args.threads)]
     if "transport" in sections or "concurrency" in sections:
         say("(d) and (e): `irodori serve` subprocesses on loopback")
         res.update(bench_served(args, plan, sections))
