@@ -171,7 +171,7 @@ def _run_local(args: argparse.Namespace, plan: dict[Path, dict[str, Path]], outp
     reference = load_image(args.reference, "reference")
     key = None
     if args.keyframe:
-        from backend.inference import keyframes
+        from backend.inference import keyframe_requests, keyframes
 
         key = keyframes.keyframe(load_image(args.keyframe[0], "keyframe line art"),
                                  load_image(args.keyframe[1], "keyframe colouring"))
@@ -180,12 +180,13 @@ def _run_local(args: argparse.Namespace, plan: dict[Path, dict[str, Path]], outp
         hint_file = hints[sketch]
         line = load_image(sketch)
         try:
-            result = colorizer.colorize(line, reference, outputs if key is None else [*outputs, "flats"],
+            result = colorizer.colorize(line, reference,
+                                        outputs if key is None else keyframe_requests.model_outputs(outputs),
                                         args.resolution,
                                         hints=None if hint_file is None else load_image(hint_file, "hints"))
             if key is not None:  # the model's flats (with the hints) colour the regions the keyframe lacks
                 try:
-                    result.update(keyframes.keyframe_outputs(key, line, result["flats"]))
+                    result = keyframe_requests.finish(key, line, result)
                 except ValueError as exc:
                     raise ValueError(f"{sketch}: {exc}") from None
         except ValueError as exc:
