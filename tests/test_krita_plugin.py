@@ -15,10 +15,8 @@ IRODORI_KRITA_CHECKPOINT=DIR serves that model instead of the tiny untrained one
 from __future__ import annotations
 
 import base64
-import io
 import os
 import shutil
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,7 @@ from backend.tools import plugins
 from backend.protocol import Client, Pixels
 from backend.inference.colour import ciede2000, rgb_to_lab
 from helpers import free_port, tiny_hint_checkpoint  # noqa: F401  (a fixture)
+from krita_files import animated_kra
 from server_fixtures import Process, start_server, wait_until_serving
 
 pytestmark = pytest.mark.krita
@@ -51,69 +50,6 @@ def bgra_reference(width: int, height: int) -> np.ndarray:
     a[:] = (40, 60, 200, 255)  # red-ish in BGRA
     a[height // 2:, :, :3] = (200, 160, 30)  # blue-ish lower half
     return a
-
-
-ICC = Path("/usr/share/color/icc/krita/sRGB-elle-V2-srgbtrc.icc")  # Krita's default profile (Debian package)
-
-
-def paint_device(width: int, height: int, bgra: bytes) -> bytes:
-    """A layer's pixels in Krita's .kra tile format (VERSION 2): 64x64 tiles, each flagged 0 = raw BGRA."""
-    tiles = []
-    for ty in range(0, height, 64):
-        for tx in range(0, width, 64):
-            tile = bytearray(64 * 64 * 4)
-            for y in range(min(64, height - ty)):
-                row = bgra[((ty + y) * width + tx) * 4:((ty + y) * width + min(tx + 64, width)) * 4]
-                tile[y * 256:y * 256 + len(row)] = row
-            tiles.append(f"{tx},{ty},LZF,{len(tile) + 1}\n".encode() + b"\x00" + bytes(tile))
-    return f"VERSION 2\nTILEWIDTH 64\nTILEHEIGHT 64\nPIXELSIZE 4\nDATA {len(tiles)}\n".encode() + b"".join(tiles)
-
-
-def animated_kra(width: int, height: int, frames: dict, layer: str = "anim lines") -> bytes:
-    """A .kra holding one animated paint layer with a keyframe per entry of frames {time: BGRA bytes}.
-
-    Why build the file: Krita 5.1's Python API cannot create keyframes, and Document.importAnimation
-    crashed Krita in these tests, so the animated line art comes from a file, as a user's would.
-    """
-    times = sorted(frames)
-    names = {t: "layer1" if i == 0 else f"layer1.f{i}" for i, t in enumerate(times)}
-    maindoc = f"""<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE DOC PUBLIC '-//KDE//DTD krita 2.0//EN' 'http://www.calligra.org/DTD/krita-2.0.dtd'>
-<DOC xmlns="http://www.calligra.org/DTD/krita" kritaVersion="5.1.5" editor="Krita" syntaxVersion="2.0">
- <IMAGE mime="application/x-kra" name="anim" width="{width}" height="{height}" colorspacename="RGBA"
-        profile="sRGB-elle-V2-srgbtrc.icc" x-res="72" y-res="72" description="">
-  <layers>
-   <layer name="{layer}" filename="layer1" nodetype="paintlayer" keyframes="layer1.keyframes.xml"
-          colorspacename="RGBA" compositeop="normal" opacity="255" visible="1" locked="0" x="0" y="0"
-          collapsed="0" intimeline="1" onionskin="0" colorlabel="0" channelflags="" channellockflags=""
-          uuid="{{6b79a8de-5e1f-4c1d-abb6-ca3df08cbb9f}}"/>
-  </layers>
-  <animation>
-   <framerate value="24" type="value"/>
-   <range to="{max(times) + 5}" type="timerange" from="0"/>
-   <currentTime value="0" type="value"/>
-  </animation>
- </IMAGE>
-</DOC>
-"""
-    keys = "".join(f'  <keyframe frame="{names[t]}" time="{t}" color-label="0"><offset x="0" type="point" y="0"/>'
-                   f"</keyframe>\n" for t in times)
-    keyframes = ('<?xml version="1.0" encoding="UTF-8"?>\n<keyframes xmlns="http://www.calligra.org/DTD/'
-                 f'krita-keyframes">\n <channel name="content">\n{keys} </channel>\n</keyframes>\n')
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr(zipfile.ZipInfo("mimetype"), b"application/x-krita")  # first and stored, as Krita writes it
-        zf.writestr("maindoc.xml", maindoc)
-        zf.writestr("documentinfo.xml", '<?xml version="1.0" encoding="UTF-8"?>\n<document-info xmlns='
-                                        '"http://www.calligra.org/DTD/document-info"><about><title>anim</title>'
-                                        "</about></document-info>\n")
-        zf.writestr("anim/layers/layer1.keyframes.xml", keyframes)
-        if ICC.is_file():
-            zf.writestr("anim/layers/layer1.icc", ICC.read_bytes())
-        for t in times:
-            zf.writestr(f"anim/layers/{names[t]}", paint_device(width, height, frames[t]))
-            zf.writestr(f"anim/layers/{names[t]}.defaultpixel", bytes(4))
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +106,7 @@ def runner_results(hint_backend, backend, plugin_dir, tmp_path_factory):
     (tmp / "reference.bgra").write_bytes(ref.tobytes())
     Image.fromarray(ref[..., [2, 1, 0, 3]]).save(tmp / "reference.png")
     frames = {t: bgra_lines(W, H, shift=4 * i).tobytes() for i, t in enumerate((0, 2, 5))}
-    (tmp / "anim.kra").write_bytes(animated_kra(W, H, frames))
+    (tmp / "anim.kra").write_bytes(animated_kra(W, H, {"anim lines": frames}))
     (tmp / "hint_dot.bgra").write_bytes(hint_dot().tobytes())
     env = {"IRODORI_PLUGIN_DIR": str(plugin_dir), "IRODORI_DATA": str(tmp), "IRODORI_W": str(W),
            "IRODORI_H": str(H), "IRODORI_ENDPOINT": backend, "IRODORI_HINT_ENDPOINT": hint_backend[0],
@@ -340,6 +276,10 @@ def _real_app_checks(backend: str, slow: Process, slow_endpoint: str, tmp_path: 
     lines, ref = character_pictures(size)
     (data / "character_lines.bgra").write_bytes(lines.tobytes())
     (data / "character_ref.bgra").write_bytes(ref.tobytes())
+    grey = np.full((H, W, 4), 128, np.uint8).tobytes()  # colour frames the docker must overwrite
+    (data / "anim.kra").write_bytes(animated_kra(W, H, {
+        "lines": {t: bgra_lines(W, H, shift=4 * i).tobytes() for i, t in enumerate((0, 2, 5))},
+        "flats": {0: bgra_reference(W, H).tobytes(), 2: grey, 5: grey}}))
     shot = tmp_path / "krita-docker.png"
     wait_until_serving(slow_endpoint, slow)
     wait_until_serving(*hint_backend)
@@ -389,6 +329,13 @@ def _real_app_checks(backend: str, slow: Process, slow_endpoint: str, tmp_path: 
     assert h["unchanged"], "the line-art and hint layers are byte-for-byte unchanged"
     dot = np.array([h["dot"][2::-1]], np.uint8)  # BGRA -> RGB
     assert ciede2000(rgb_to_lab(dot), rgb_to_lab(np.array([HINT_RGB], np.uint8)))[0] < 5, h["dot"]
+
+    # "Every keyframe, from the coloured frame at the playhead": the flats layer's other keyframes are written
+    k = r["keyframes"]
+    assert k["active"] and k["message"].startswith("Done in"), k
+    assert 'Coloured 2 frame(s) of "flats" from frame 0.' in k["message"], k["message"]
+    assert k["stack"] == ["flats", "lines"] and k["lines_same"] and k["key_same"] and k["changed"] == [True, True]
+    assert k["time"] == 1
 
     # 3. the screenshot shows a real window with the docker drawn in it
     img = np.asarray(Image.open(shot).convert("RGB"))

@@ -85,6 +85,20 @@ def test_transparency_size_and_names(plug):
     assert len(long) < 90 and long.endswith("\u2026)")
 
 
+def test_unsure_marks_are_magenta_where_the_backend_is_unsure(plug):
+    """The backend's unsure mask (white = no good match in the keyframe) -> the marks layer's BGRA pixels."""
+    mask = np.zeros((3, 4, 4), np.uint8)
+    mask[..., 3] = 255
+    mask[1, 1:3, :3] = 255
+    marks, count = plug.pixels.unsure_marks(4, 3, "RGBA", mask.tobytes())
+    want = np.zeros((3, 4, 4), np.uint8)
+    want[1, 1:3] = (255, 0, 255, 255)  # B, G, R, A: opaque magenta
+    assert marks == want.tobytes() and count == 2
+    assert plug.pixels.unsure_marks(4, 3, "RGB", bytes(36)) == (bytes(48), 0)  # nothing unsure: transparent
+    with pytest.raises(ValueError, match="needs 48 bytes"):
+        plug.pixels.unsure_marks(4, 3, "RGBA", bytes(47))
+
+
 # ------------------------------------------------------------------------------------------ layer placement
 class FakeNode:
     """A stand-in for krita.Node with the semantics probed in real Krita 5.1.5 (see irodori/layers.py)."""
@@ -165,7 +179,7 @@ def test_settings_round_trip_through_a_store(plug):
     s = plug.settings
     store: dict = {}
     chosen = s.Settings(endpoint="tcp://127.0.0.1:6000", timeout=45.0, output="flats", resolution=512,
-                        scope="keyframes", reference_kind="file", reference_file="/x/ref.png", python="/venv")
+                        scope="playhead", reference_kind="file", reference_file="/x/ref.png", python="/venv")
     s.save(chosen, lambda group, key, value: store.__setitem__((group, key), value))
     assert all(isinstance(v, str) and g == "irodori" for (g, _), v in store.items())
     loaded = s.load(lambda group, key, default: store.get((group, key), default))

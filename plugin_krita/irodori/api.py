@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from dataclasses import dataclass, field
 
 from krita import Document, Krita, Node
 
 from . import protocol
+from .animation import keyframe_copy, wait as _wait, write_frames
 from .errors import InputError
 from .inputs import PIXEL_LAYERS, Reference, check_rgba8, read_hints, read_lineart, resolve_reference
 from .layers import insert_above, insert_below, same_node
 from .pixels import HINT_LAYER_NAME, layer_name, to_bgra
 from .protocol import DEFAULT_ENDPOINT
-from .qt import QtGui, QtWidgets, image_bytes, image_from_bgra
+from .qt import QtGui, image_bytes, image_from_bgra
 from .server_facts import ServerFacts
 from .settings import DEFAULT_TIMEOUT, OUTPUT_CHOICES
 from .timeline import shown_keyframe
@@ -136,54 +136,17 @@ class Batch:
             self.document.refreshProjection()
 
     def _animated_layer(self, line: Node, files: dict):
-        """ONE animated colour layer with the line art's keyframes, or None (with a note) where that fails.
-
-        Krita 5.1's Python API cannot create a keyframe (no setPixelDataAtTime), but a duplicate of the
-        line-art layer has keyframes at exactly the same times, and setPixelData writes into the keyframe at
-        the document's current time. So: duplicate, then for each keyframe go to its time and overwrite the
-        copy's pixels with the colour picture. Every frame is read back and compared; on any mismatch the
-        copy is removed and the caller falls back to one layer per keyframe. The line art is only read.
-        (Document.importAnimation crashed Krita 5.1.5 in tests; the "add_blank_frame" action needs a
-        focused window; this needs neither, so it also works under kritarunner.)
+        """ONE animated colour layer with the line art's keyframes, or None (with a note) where that fails:
+        a copy of the line art with each keyframe overwritten (animation.py says why, given Krita 5.1's
+        Python API). On any mismatch the copy is removed and the caller falls back to one layer per keyframe.
         """
-        doc = self.document
         wanted = sorted(t.time for t in self.targets if t.time is not None and same_node(t.node, line))
         if sorted(files) != wanted:
             self.notes.append(f"one layer per keyframe: {len(wanted) - len(files)} keyframe(s) failed")
             return None
-        node = line.duplicate()
-        for child in node.childNodes():  # masks of the line art do not belong on the colour
-            child.remove()
-        node.setName(layer_name(self.output, self.reference.name))
-        node.setOpacity(255)
-        node.setBlendingMode("normal")
-        node.setVisible(True)
-        node.setLocked(False)
-        node.setAlphaLocked(False)
-        node.setInheritAlpha(False)
+        node = keyframe_copy(line, layer_name(self.output, self.reference.name))
         self._insert(line, node)
-        old_time = doc.currentTime()
-        problem = None
-        try:
-            for t in wanted:
-                if not node.hasKeyframeAtTime(t):
-                    problem = f"the copy of the line art has no keyframe at frame {t}"
-                    break
-                doc.setCurrentTime(t)
-                if not _wait(doc, lambda: doc.currentTime() == t):
-                    problem = f"Krita did not go to frame {t}"
-                    break
-                image = QtGui.QImage(files[t]).convertToFormat(QtGui.QImage.Format.Format_ARGB32)
-                node.setPixelData(image_bytes(image), 0, 0, image.width(), image.height())
-            doc.waitForDone()
-            for t in wanted if problem is None else []:
-                image = QtGui.QImage(files[t]).convertToFormat(QtGui.QImage.Format.Format_ARGB32)
-                if bytes(node.pixelDataAtTime(0, 0, image.width(), image.height(), t)) != image_bytes(image):
-                    problem = f"frame {t} did not read back as written"
-                    break
-        finally:
-            doc.setCurrentTime(old_time)
-            _wait(doc, lambda: doc.currentTime() == old_time)
+        problem = write_frames(self.document, node, files)
         if problem:
             self.notes.append(f"one layer per keyframe: {problem}")
             node.remove()
@@ -204,18 +167,6 @@ class Batch:
             node.setPixelData(image_bytes(image), 0, 0, image.width(), image.height())
             node.setVisible(t == now)
         return group
-
-
-def _wait(document: Document, condition, seconds: float = 5.0) -> bool:
-    """Let Krita's event loop run until condition() holds (time switches and actions apply asynchronously)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        QtWidgets.QApplication.processEvents()
-        document.waitForDone()
-        time.sleep(0.002)
-    return True
 
 
 def keyframe_targets(document: Document, node: Node) -> list:

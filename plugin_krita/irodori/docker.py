@@ -17,6 +17,7 @@ from .backend_process import BackendProcess
 from .docker_ui import DockerPanel
 from .errors import InputError, describe_backend, friendly
 from .inputs import resolve_reference
+from .keyframe_colouring import keyframe_batch
 from .layers import same_node
 from .qt import QtCore
 from .server_facts import ServerFacts
@@ -144,8 +145,16 @@ class IrodoriDocker(DockerPanel):
         if source is None:
             raise InputError("no_reference", "Pick a reference: a layer of this document, another open "
                                              "document or an image file.")
-        reference = resolve_reference(source, self.facts.get(self.settings.endpoint, ServerFacts()))
+        facts = self.facts.get(self.settings.endpoint, ServerFacts())
         scope = self.scope_combo.currentData()
+        if scope == "playhead":  # the reference layer is the coloured frame's colour layer
+            if self.kind_combo.currentData() != "layer":
+                raise InputError("no_colour_layer", "To colour from the frame at the playhead, pick its colour "
+                                                    "layer (flats) as the reference: Reference > Layer of this "
+                                                    "document.")
+            return keyframe_batch(doc, self.line_node(doc), source, facts,
+                                  resolution=self.quality_combo.currentData() or None)
+        reference = resolve_reference(source, facts)
         hints = self.hints_node(doc)
         if scope == "selected":
             nodes = [n for n in selected_layers(doc)
@@ -272,7 +281,7 @@ class IrodoriDocker(DockerPanel):
             batch.failures.append(("animation", exc))
         self.colorize_button.setEnabled(True)
         self.progress.setRange(0, 1)
-        self.progress.setValue(1 if batch.created else 0)
+        self.progress.setValue(1 if batch.created or getattr(batch, "results", None) else 0)  # results: keyframes
         self.progress.setFormat("%p%")
         seconds = time.monotonic() - self.started_at
         made = batch.created
@@ -280,7 +289,8 @@ class IrodoriDocker(DockerPanel):
             batch.failures.append(("", protocol.IrodoriError("cancelled", "cancelled")))
         if not batch.failures:
             text = (f"Done in {seconds:.1f} s: added \"{made[0].name()}\"." if len(made) == 1
-                    else f"Done in {seconds:.1f} s: added {len(made)} layers.")
+                    else f"Done in {seconds:.1f} s: added {len(made)} layers." if made
+                    else f"Done in {seconds:.1f} s.")  # keyframe colouring may only write existing keyframes
             self.show_message(" ".join([text, *(note[0].upper() + note[1:] + "." for note in batch.notes)]))
             return
         label, first = batch.failures[0]

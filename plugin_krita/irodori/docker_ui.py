@@ -20,7 +20,8 @@ from .settings import MAX_TIMEOUT, RESOLUTION_CHOICES, Settings, load, save, val
 THUMB = 64
 OUTPUT_TEXT = {"color": "Colour layer under the line art", "flattened": "Flattened copy (layer above)",
                "flats": "Flats layer under the line art"}
-SCOPE_TEXT = {"layer": "This layer", "selected": "All selected layers", "keyframes": "Every keyframe (animated)"}
+SCOPE_TEXT = {"layer": "This layer", "selected": "All selected layers", "keyframes": "Every keyframe (animated)",
+              "playhead": "Every keyframe, from the coloured frame at the playhead"}
 KIND_TEXT = {"layer": "Layer of this document", "document": "Another open document", "file": "Image file"}
 RESOLUTION_TEXT = {0: "Model default", 256: "Fast (256 px)", 512: "Standard (512 px)", 768: "Fine (768 px)",
                    1024: "High (1024 px)"}
@@ -75,7 +76,10 @@ class DockerPanel(DockWidget):
         self.line_combo.aboutToShow.connect(self.refresh_layers)
         form.addRow("Line art:", self.line_combo)
         self.scope_combo = self._combo(SCOPE_TEXT, "Colour one layer, every selected layer with the same "
-                                                   "reference, or every keyframe of an animated layer.")
+                                                   "reference, or every keyframe of an animated layer. \"From the "
+                                                   "coloured frame at the playhead\": the reference layer is that "
+                                                   "frame's colour layer (flats); every other keyframe takes "
+                                                   "exactly its colours, region by region.")
         form.addRow("Colour:", self.scope_combo)
 
         self.kind_combo = self._combo(KIND_TEXT, "Where the colours come from.")

@@ -72,6 +72,20 @@ def read_hints(document: Document, node: Node, line: Node, frame: int | None = N
     return None if is_transparent(data) else protocol.Pixels(document.width(), document.height(), "BGRA", data)
 
 
+def read_colouring(document: Document, node: Node, line: Node, frame: int | None) -> protocol.Pixels:
+    """A keyframe's colouring (a flats or colour layer) as BGRA Pixels of the document's size: an animated
+    layer at its keyframe `frame`, a still one (frame None) as it is. Only read."""
+    if same_node(node, line):
+        raise InputError("same_layer", "The line art and the colour layer are the same layer. Pick the layer that "
+                                       "holds the frame's colours (its flats, or the finished colouring).")
+    data = _canvas_bgra(document, node, frame, "colour")
+    if is_transparent(data):
+        where = "" if frame is None else f" at frame {frame}"
+        raise InputError("empty_colour", f"The colour layer \"{node.name()}\" is empty{where}. Colour the frame at "
+                                         "the playhead first (flats, or the finished colouring).")
+    return protocol.Pixels(document.width(), document.height(), "BGRA", data)
+
+
 @dataclass
 class Reference:
     """What is sent as the reference: BGRA Pixels or encoded file bytes, and a name for the new layer."""

@@ -73,3 +73,16 @@ def layer_name(output: str, reference_name: str, frame: int | None = None) -> st
         ref = ref[:MAX_NAME_CHARS - 1] + "\u2026"
     name = f"Irodori {OUTPUT_LABELS.get(output, output)} ({ref})"
     return name if frame is None else f"{name} frame {frame}"
+
+
+def unsure_marks(width: int, height: int, layout: str, data) -> tuple[bytes, int]:
+    """The backend's "unsure" mask (white: a region with no good match in the keyframe) -> the BGRA bytes of a
+    layer that is opaque magenta there and transparent elsewhere, and how many pixels are marked. Magenta,
+    because no flat colour of a character is likely to be it; the layer's opacity lets the flats show through."""
+    bgra = to_bgra(width, height, layout, data)
+    mask = bgra[0::4]  # 0 or 255, the same in every colour channel
+    out = bytearray(len(bgra))
+    out[0::4] = mask  # blue
+    out[2::4] = mask  # red
+    out[3::4] = mask
+    return bytes(out), len(mask) - mask.count(0)

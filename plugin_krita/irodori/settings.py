@@ -16,7 +16,7 @@ GROUP = "irodori"
 OUTPUT_CHOICES = tuple(name for name in OUTPUTS if name != "shading")
 RESOLUTION_CHOICES = (0, 256, 512, 768, 1024)  # 0 = the model's own resolution
 REFERENCE_KINDS = ("layer", "document", "file")
-SCOPES = ("layer", "selected", "keyframes")
+SCOPES = ("layer", "selected", "keyframes", "playhead")  # playhead: keyframe colouring from the coloured frame
 DEFAULT_TIMEOUT = 120.0  # seconds to wait for one image, in the docker and the scripting API
 MAX_TIMEOUT = 3600.0
 

@@ -3,9 +3,10 @@
 With the plugin installed from its zip in a fresh profile, it colours a character through the docker's
 button (the network on the worker thread): first against a dead endpoint, then a slow backend it cancels,
 then the real backend; then "New hint layer", a dot of colour on it, and a colouring with that hint layer
-on a backend whose model takes hints. The test kit then photographs the screen; the test asserts on what is
-emitted. Inputs: IRODORI_DATA (character_lines.bgra, character_ref.bgra), IRODORI_SIZE, IRODORI_HINT_DOT
-(x, y, w, h and the B, G, R of a dot on paper) and the endpoints.
+on a backend whose model takes hints; then an animation (anim.kra) from its coloured frame at the playhead.
+The test kit then photographs the screen; the test asserts on what is emitted. Inputs: IRODORI_DATA
+(character_lines.bgra, character_ref.bgra, anim.kra), IRODORI_SIZE, IRODORI_HINT_DOT (x, y, w, h and the
+B, G, R of a dot on paper) and the endpoints.
 """
 import os
 import sys
@@ -172,4 +173,47 @@ hints.update(after=[n.name() for n in root.childNodes()], done=docker.message.te
              dot=list(bytes(made[-1].pixelData(x + w // 2, y + h // 2, 1, 1))) if made else None,
              seconds=time.monotonic() - t_hints)
 out["hints"] = hints
+
+# --- "Every keyframe, from the coloured frame at the playhead": anim.kra's "flats" coloured at frame 0 only
+step("keyframes")
+anim = k.openDocument(os.path.join(data, "anim.kra"))
+win.addView(anim)
+wait_for(lambda: k.activeDocument() is not None and k.activeDocument().name() == anim.name(), 5)
+anim.setCurrentTime(1)
+anim_lines, anim_flats = anim.nodeByName("lines"), anim.nodeByName("flats")
+AW, AH = anim.width(), anim.height()
+
+
+def anim_state():
+    return ([bytes(anim_lines.pixelDataAtTime(0, 0, AW, AH, t)) for t in (0, 2, 5)],
+            [bytes(anim_flats.pixelDataAtTime(0, 0, AW, AH, t)) for t in (0, 2, 5)])
+
+
+lines_before, flats_before = anim_state()
+kept = (docker.endpoint_edit.text(), docker.line_combo.currentData(), docker.hints_combo.currentData())
+docker.endpoint_edit.setText(EP)
+docker._settings_changed()
+docker.refresh_layers()
+docker._select(docker.line_combo, anim_lines.uniqueId().toString())
+docker._select(docker.scope_combo, "playhead")
+docker._select(docker.kind_combo, "layer")
+docker._select(docker.ref_layer_combo, anim_flats.uniqueId().toString())
+docker._select(docker.hints_combo, "")
+docker.colorize_button.click()
+wait_for(lambda: docker.worker is None, 90)
+lines_after, flats_after = anim_state()
+out["keyframes"] = {"active": k.activeDocument().name() == anim.name(), "message": docker.message.text(),
+                    "stack": [n.name() for n in anim.rootNode().childNodes()],
+                    "lines_same": lines_after == lines_before, "key_same": flats_after[0] == flats_before[0],
+                    "changed": [a != b for a, b in zip(flats_after[1:], flats_before[1:])],
+                    "time": anim.currentTime()}
+anim.setModified(False)  # the screenshot shows the character and the docker as the steps above left them
+anim.close()
+wait_for(lambda: k.activeDocument() is not None and k.activeDocument().name() == doc.name(), 5)
+docker.refresh_layers()
+docker.endpoint_edit.setText(kept[0])
+for combo, value in ((docker.line_combo, kept[1]), (docker.hints_combo, kept[2]), (docker.scope_combo, "layer"),
+                     (docker.ref_layer_combo, ref.uniqueId().toString())):
+    docker._select(combo, value)
+docker._settings_changed()
 emit(out)
