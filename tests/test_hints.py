@@ -11,7 +11,7 @@ from backend import protocol as P
 import torch
 
 from backend.inference.colour import ciede2000, rgb_to_lab
-from backend.inference.hints import model_hints
+from backend.inference.hints import SPECK, hint_fill, model_hints
 from backend.model.preprocess import hint_planes
 from backend.inference.imageio import load_image, save_image
 from backend.inference.pipeline import Colorizer
@@ -132,6 +132,40 @@ def test_the_model_planes_are_hint_planes_however_the_canvas_is_pooled(canvas, m
     got = model_hints(hints, model, torch.device("cpu"))
     assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6)
     assert torch.equal(got[:, 3], want[:, 3])  # the same cells hinted
+
+
+@pytest.mark.parametrize("h, w", [(96, 128), (600, 1100)])  # worked out at full size; shrunk 4x
+def test_in_the_colour_layer_a_hint_keeps_to_the_area_the_ink_closes_around_it(h, w):
+    """One region (as the segmentation leaves areas too thin for its ball) that a line splits in two, with
+    a closed speck in each half: flats paint the whole region, the colour layer the hinted half alone."""
+    labels = np.ones((h, w), np.int32)
+    ink = np.zeros((h, w), bool)
+    ink[:, w // 2:w // 2 + 2] = True
+    side = max(2, int((SPECK * h * w) ** 0.5) // 2)  # a square box holding well under SPECK of the canvas
+    for x in (w // 4, 3 * w // 4):
+        ink[h // 4:h // 4 + side, x:x + side] = True
+        ink[h // 4 + 1:h // 4 + side - 1, x + 1:x + side - 1] = False
+    left, right = (slice(0, h), slice(0, w // 2 - 8)), (slice(0, h), slice(w // 2 + 10, w))
+    hints = np.zeros((h, w, 4), np.uint8)
+    hints[2 * h // 3:2 * h // 3 + 3, w // 8:w // 8 + 3] = (*PINK, 255)
+
+    def painted(fill, which):
+        out = np.zeros((h, w, 3), np.uint8)
+        getattr(fill, which).paint(out)
+        return out
+
+    fill = hint_fill(hints, labels, ink)
+    assert (painted(fill, "flats") == PINK).all()  # the region takes the hint colour exactly
+    layer = painted(fill, "layer")
+    assert (layer[left] == PINK).all()  # the hinted half, its speck and its side of the line included
+    assert not layer[right].any()  # the other half and its speck: the model's colour, unpainted
+    hints[h // 3:h // 3 + 2, 7 * w // 8:7 * w // 8 + 2] = (*TEAL, 255)  # fewer pixels than the pink dot
+    fill = hint_fill(hints, labels, ink)
+    assert (painted(fill, "flats") == PINK).all()  # the region's majority colour
+    layer = painted(fill, "layer")
+    assert (layer[left] == PINK).all() and (layer[right] == TEAL).all()  # each half its own hint
+    for fill in (hint_fill(hints, labels), hint_fill(hints, labels, np.zeros((h, w), bool))):
+        assert fill.layer is fill.flats  # without ink, or no line: one area, the flats' paint
 
 
 def test_bad_hints_arrays_are_refused(colorizer):

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from backend import __version__
 from backend.inference import flats as flats_mod
-from backend.inference.hints import HintFill, check_hints, hint_fill, model_hints
+from backend.inference.hints import HintFill, check_hints, hint_fill, hint_pixels, model_hints
 from backend.model.checkpoint import Checkpoint, load_checkpoint
 from backend.model.config import ModelConfig, to_dict
 from backend.inference.imageio import DEFAULT_LIMITS, Limits, check_size
@@ -202,12 +202,12 @@ def _segment(line: np.ndarray) -> tuple[np.ndarray, "flats_mod.Votes", np.ndarra
     return cached[1], cached[2], cached[3]
 
 
-def _segment_and_hints(line: np.ndarray, hints: np.ndarray | None
+def _segment_and_hints(line: np.ndarray, hints: np.ndarray | None, where: np.ndarray | None
                        ) -> tuple[np.ndarray, "flats_mod.Votes", np.ndarray, HintFill | None]:
-    """_segment() and the hinted regions' pixels (hints.hint_fill), both on the segmenter thread while the
+    """_segment() and the pixels the hints paint (hints.hint_fill), both on the segmenter thread while the
     model runs. The hints are not cached: they change with every stroke, the line art does not."""
     labels, votes, ink = _segment(line)
-    return labels, votes, ink, hint_fill(hints, labels)
+    return labels, votes, ink, hint_fill(hints, labels, ink, where)
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
@@ -333,10 +333,11 @@ class Colorizer:
         # Crisp colour needs the regions for every output; it applies where the model's colour is resized up
         # (at the model's own size there is no resize to bleed, and small drawings segment less reliably).
         sharp = [self.crisp and max(a.shape[:2]) > res for a, _, _, res in prepared]
-        # Hints paint whole regions, so they need the regions too.
-        segments = [_segmenter().submit(_segment_and_hints, a, hints)
+        # Hints paint the line art's regions, so they need them too.
+        hint_at = [None if hints is None else hint_pixels(hints) for hints in hint_images]  # for planes and paint
+        segments = [_segmenter().submit(_segment_and_hints, a, hints, where)
                     if crisp or hints is not None or {"flats", "shading"} & set(outputs) else None
-                    for (a, _, outputs, _), crisp, hints in zip(prepared, sharp, hint_images)]
+                    for (a, _, outputs, _), crisp, hints, where in zip(prepared, sharp, hint_images, hint_at)]
         lines = [a for a, _, _, _ in prepared]
         greys = [grey_u8(a) for a in lines]
         prepared = [(_unit(grey), reference, outputs, res)
@@ -354,7 +355,8 @@ class Colorizer:
             ph, pw = math.ceil(h / m) * m, math.ceil(w / m) * m
             sketches.append((F.pad(small, (0, pw - w, 0, ph - h), value=1.0), h, w))
             if self.takes_hints:  # no hint anywhere in the padding
-                planes.append(F.pad(model_hints(hint_images[i], (h, w), self.device), (0, pw - w, 0, ph - h)))
+                planes.append(F.pad(model_hints(hint_images[i], (h, w), self.device, hint_at[i]),
+                                    (0, pw - w, 0, ph - h)))
             groups.setdefault((ph, pw), []).append(i)
         colours: list[torch.Tensor | None] = [None] * len(prepared)
         # On a CPU one image already fills every core and a batched call only spills the caches (measured:
@@ -381,8 +383,8 @@ class Colorizer:
                 labels, votes, ink, painted = segment.result()
                 if crisp:
                     color_u8 = crisp_colour(color_u8, labels, votes, ink, colour.shape[2:])
-                if painted is not None:  # hinted regions take their hint colour exactly, across the region
-                    color_u8 = painted.paint(color_u8)
+                if painted is not None:  # the hinted areas take their hint colour exactly (hints.hint_areas)
+                    color_u8 = painted.layer.paint(color_u8)
             result: dict[str, np.ndarray] = {}
             if "color" in outputs:
                 result["color"] = color_u8
@@ -392,7 +394,7 @@ class Colorizer:
             if {"flats", "shading"} & set(outputs):
                 flat = flats_mod.flats(line, color_u8, labels=labels, votes=votes)
                 if painted is not None:  # exactly: fill()'s median goes through Lab and may round
-                    flat = painted.paint(flat)
+                    flat = painted.flats.paint(flat)
                 if "flats" in outputs:
                     result["flats"] = flat
                 if "shading" in outputs:
