@@ -75,7 +75,8 @@ class IrodoriPlugIn(Gimp.PlugIn):
                 "Colour the selected line-art layer from a reference picture",
                 "Sends the selected layer (the line art) and a reference picture to the Irodori backend "
                 "(`irodori serve`) and adds the result as a layer directly under the line art, or as a new "
-                "flattened image.",
+                "flattened image. With a keyframe (its line-art and colouring layers), the flats come region by "
+                "region in the keyframe's colours.",
                 name)
             source = Gimp.Choice.new()
             source.add("layer", 0, "A layer of an open image", "")
@@ -89,13 +90,19 @@ class IrodoriPlugIn(Gimp.PlugIn):
             procedure.add_choice_argument("output", "O_utput", "What to add",
                                           output_choice("the default: paint under it freely"), "color", rw)
             add_backend_arguments(procedure)
-            # hints come last, so that scripts passing the earlier arguments by position keep working
+            # hints and keyframe come last, so that scripts passing the earlier arguments by position keep working
             procedure.add_drawable_argument("hints-layer", "_Hint layer (optional)",
                                             "A layer with dots of colour over the line art: each area holding a dot "
                                             "takes exactly that colour", True, rw)
             procedure.add_file_argument("hints-file", "Hints file (o_ptional)",
                                         "A picture of the line art's size, transparent but for dots of colour",
                                         Gimp.FileChooserAction.OPEN, True, None, rw)
+            procedure.add_drawable_argument("keyframe-lineart", "_Keyframe line art (optional)",
+                                            "The line-art layer of a coloured frame of the same character: with its "
+                                            "colouring, the flats come in the keyframe's colours", True, rw)
+            procedure.add_drawable_argument("keyframe-colour", "Keyframe colou_ring (optional)",
+                                            "The keyframe's flats or colour layer, the size of its line art (also "
+                                            "the reference when none is chosen)", True, rw)
             procedure.add_layer_return_value("layer", "Layer", "The new layer (in the new image for 'flattened')",
                                              True, rw)
             procedure.add_image_return_value("new-image", "New image", "The new image for 'flattened', else none",
@@ -108,7 +115,8 @@ class IrodoriPlugIn(Gimp.PlugIn):
             procedure.set_documentation(
                 "Colour many line-art files from one reference picture",
                 "Each input file (or each picture in an input folder) is coloured by the Irodori backend and "
-                "written to the output folder under the same name. Meant for gimp-console batch runs.",
+                "written to the output folder under the same name. Meant for gimp-console batch runs. With a "
+                "keyframe (its line art and colouring files), each file gets flats in the keyframe's colours.",
                 name)
             procedure.add_enum_argument("run-mode", "Run mode", "The run mode", Gimp.RunMode,
                                         Gimp.RunMode.NONINTERACTIVE, rw)
@@ -116,7 +124,8 @@ class IrodoriPlugIn(Gimp.PlugIn):
                                                 "Paths of line-art files or folders", rw)
             procedure.add_file_argument("input-folder", "_Input folder", "A folder of line-art pictures",
                                         Gimp.FileChooserAction.SELECT_FOLDER, True, None, rw)
-            procedure.add_file_argument("reference-file", "Re_ference file", "The picture to take colours from",
+            procedure.add_file_argument("reference-file", "Re_ference file",
+                                        "The picture to take colours from (with a keyframe: optional, its colouring)",
                                         Gimp.FileChooserAction.OPEN, True, None, rw)
             procedure.add_file_argument("output-folder", "Output fol_der", "Where coloured files are written",
                                         Gimp.FileChooserAction.CREATE_FOLDER, True, None, rw)
@@ -133,6 +142,14 @@ class IrodoriPlugIn(Gimp.PlugIn):
                                         "Hint pictures named like the inputs (a.png for a.png or a.jpg): dots of "
                                         "colour on transparency", Gimp.FileChooserAction.SELECT_FOLDER, True, None,
                                         rw)
+            # a keyframe colours each file region by region in its colours (docs/keyframes.md)
+            procedure.add_file_argument("keyframe-lineart", "_Keyframe line art (optional)",
+                                        "The line art of a coloured frame; with its colouring, every file gets flats "
+                                        "in the keyframe's colours (this file is skipped in the input folder)",
+                                        Gimp.FileChooserAction.OPEN, True, None, rw)
+            procedure.add_file_argument("keyframe-colour", "Keyframe colou_ring (optional)",
+                                        "The keyframe's flats or colour picture, the size of its line art",
+                                        Gimp.FileChooserAction.OPEN, True, None, rw)
             procedure.add_int_return_value("written", "Written", "Number of files written", 0, MAX_BATCH_FILES, 0,
                                            rw)
         else:

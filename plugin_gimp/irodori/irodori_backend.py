@@ -89,15 +89,25 @@ def call_backend(endpoint: str, transport: str, timeout: float, lineart, referen
 
     patient=True (batches) waits for a busy server within `timeout`; otherwise `busy` is reported at once.
     """
+    return call_outputs(endpoint, transport, timeout, lineart, reference, (output,), message, patient,
+                        hints)[output]
+
+
+def call_outputs(endpoint: str, transport: str, timeout: float, lineart, reference, outputs: tuple[str, ...],
+                 message: str, patient: bool = False, hints=None, keyframe=None) -> dict:
+    """call_backend for several outputs at once: {name: RGBA Pixels}. `keyframe` (optional): (its line art,
+    its colouring) as Pixels of one size; the flats then come in the keyframe's colours (docs/keyframes.md)."""
     extra = {} if hints is None else {"hints": hints}
+    if keyframe is not None:
+        extra["keyframe"] = keyframe
 
     def work(client):
         colorize = client.colorize_patiently if patient else client.colorize
-        return colorize(lineart, reference, outputs=(output,), output_layout="RGBA", **extra)
+        return colorize(lineart, reference, outputs=outputs, output_layout="RGBA", **extra)
 
     result = _request(endpoint, transport, timeout, message, work)
-    pixels = result.get(output)
-    if pixels is None:
-        raise PluginError(f"the backend returned no '{output}' output: update the backend and the plug-in to "
+    missing = [name for name in outputs if result.get(name) is None]
+    if missing:
+        raise PluginError(f"the backend returned no '{missing[0]}' output: update the backend and the plug-in to "
                           "the same Irodori version")
-    return pixels
+    return result

@@ -12,6 +12,7 @@ from irodori_backend import PluginError, protocol
 
 BABL_RGBA = "R'G'B'A u8"  # 8-bit sRGB with alpha: GEGL converts from and to any layer precision
 LAYER_NAMES = {"color": "Irodori colour", "flats": "Irodori flats", "flattened": "Irodori flattened"}
+UNSURE_LAYER = "Irodori unsure"  # with a keyframe: the regions that found no good match in it
 
 
 def read_rgba(drawable) -> "protocol.Pixels":
@@ -68,12 +69,16 @@ def check_lineart(image, drawables) -> "Gimp.Layer":
     return layer
 
 
-def check_lineart_size(layer, limits: "protocol.Limits") -> None:
+def check_lineart_size(layer, limits: "protocol.Limits", what: str = "the line-art layer") -> None:
     """Before the layer is read: the backend would refuse it, after a long transfer."""
-    w, h = layer.get_width(), layer.get_height()
+    check_size(layer.get_width(), layer.get_height(), limits, what)
+
+
+def check_size(w: int, h: int, limits: "protocol.Limits", what: str,
+               fix: str = "scale it down (Layer > Scale Layer) or crop it") -> None:
     if w * h > limits.max_pixels or max(w, h) > limits.max_side:
-        raise PluginError(f"the line-art layer is {w}x{h}; the backend accepts at most {limits.max_pixels} pixels "
-                          f"and {limits.max_side} pixels a side: scale it down (Layer > Scale Layer) or crop it")
+        raise PluginError(f"{what} is {w}x{h}; the backend accepts at most {limits.max_pixels} pixels "
+                          f"and {limits.max_side} pixels a side: {fix}")
 
 
 def reference_from_drawable(drawable, max_pixels: int) -> "protocol.Pixels":
@@ -121,15 +126,18 @@ def reference_from_file(path: str, max_pixels: int) -> "protocol.Pixels":
         image.delete()
 
 
-def reference_source(config, lineart):
+def reference_source(config, lineart, default=None):
     """The reference the user chose: a file path or a layer, checked before anything is read or sent.
 
-    The chosen source wins; if only the other one is set, that one is used (handy for scripts).
+    The chosen source wins; if only the other one is set, that one is used (handy for scripts); if neither,
+    `default` (a keyframe's colouring layer), when given.
     """
     source = config.get_property("reference-source")
     layer = config.get_property("reference-layer")
     gfile = config.get_property("reference-file")
     path = gfile.get_path() if gfile is not None else None
+    if layer is None and path is None and default is not None:
+        return default
     if source == "file" and path is None and layer is not None:
         source = "layer"
     if source == "layer" and layer is None and path is not None:
@@ -157,20 +165,55 @@ def hints_source(config, lineart):
     return gfile.get_path() if gfile is not None else None
 
 
-def hints_from_file(path: str, width: int, height: int):
-    """A hint picture file of exactly the line art's size, as RGBA Pixels; None when it is fully transparent."""
+def picture_pixels(path: str) -> "protocol.Pixels":
+    """A picture file's composite (its visible layers over the whole canvas) as 8-bit sRGB RGBA."""
     image = load_image(path)
     try:
         if image.get_base_type() != Gimp.ImageBaseType.RGB:
             image.convert_rgb()
-        if (image.get_width(), image.get_height()) != (width, height):
-            raise PluginError(f"the hints file {path} is {image.get_width()}x{image.get_height()} but the line art "
-                              f"is {width}x{height}: hints must be the line art's size (dots of colour on a "
-                              "transparent picture)")
-        pixels = read_rgba(image.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE))
+        return read_rgba(image.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE))
     finally:
         image.delete()
+
+
+def keyframe_source(config):
+    """The keyframe layers the user chose (its line art, its flats or colour layer), checked, or None."""
+    line, colour = config.get_property("keyframe-lineart"), config.get_property("keyframe-colour")
+    if line is None and colour is None:
+        return None
+    if line is None or colour is None:
+        raise PluginError("a keyframe is two layers: choose both its line-art layer and its colouring layer (flats "
+                          "or colour), or neither")
+    w, h = line.get_width(), line.get_height()
+    if (colour.get_width(), colour.get_height()) != (w, h):
+        raise PluginError(f"the keyframe line-art layer is {w}x{h} but its colouring layer is "
+                          f"{colour.get_width()}x{colour.get_height()}: they must be the same size (the colouring "
+                          "painted over that line art)")
+    return line, colour
+
+
+def hints_from_file(path: str, width: int, height: int):
+    """A hint picture file of exactly the line art's size, as RGBA Pixels; None when it is fully transparent."""
+    pixels = picture_pixels(path)
+    if (pixels.width, pixels.height) != (width, height):
+        raise PluginError(f"the hints file {path} is {pixels.width}x{pixels.height} but the line art "
+                          f"is {width}x{height}: hints must be the line art's size (dots of colour on a "
+                          "transparent picture)")
     return None if is_transparent(pixels) else pixels
+
+
+def keyframe_from_files(line_path: str, colour_path: str, limits: "protocol.Limits") -> tuple:
+    """The keyframe's line art and colouring (flats or a colour picture) as RGBA Pixels of one size. Checked
+    here, before any frame is sent: the backend would refuse every frame for them."""
+    line = picture_pixels(line_path)
+    check_size(line.width, line.height, limits, f"the keyframe line art {line_path}",
+               "scale it down (Image > Scale Image) with its colouring, or crop both alike")
+    colour = picture_pixels(colour_path)
+    if (colour.width, colour.height) != (line.width, line.height):
+        raise PluginError(f"the keyframe line art {line_path} is {line.width}x{line.height} but its colouring "
+                          f"{colour_path} is {colour.width}x{colour.height}: they must be the same size (the "
+                          "colouring painted over that line art)")
+    return line, colour
 
 
 def read_hints(source, lineart):
@@ -210,6 +253,21 @@ def add_layer_under(image, lineart, pixels, name: str, lineart_pixels):
     write_rgba(layer, pixels)
     if is_opaque(lineart_pixels):
         lineart.set_mode(Gimp.LayerMode.MULTIPLY)
+    return layer
+
+
+def add_keyframe_layers(image, lineart, flats, unsure, lineart_pixels, flatten: bool, keep_unsure: bool):
+    """A frame coloured from a keyframe: its flats (in the keyframe's colours) under the line art. keep_unsure
+    adds the unsure mask as a hidden layer above them (white on the regions to check by eye, transparent
+    elsewhere); flatten merges the image into one layer instead. Returns the flats layer."""
+    layer = add_layer_under(image, lineart, flats, LAYER_NAMES["flats"], lineart_pixels)
+    if flatten:
+        image.flatten().set_name(LAYER_NAMES["flattened"])
+    elif keep_unsure:
+        data = bytearray(unsure.data)  # the mask is white (unsure) or black: its red is the new alpha
+        data[3::4] = data[0::4]
+        mask = protocol.Pixels(width=unsure.width, height=unsure.height, layout="RGBA", data=bytes(data))
+        add_layer_under(image, lineart, mask, UNSURE_LAYER, lineart_pixels).set_visible(False)
     return layer
 
 

@@ -10,11 +10,12 @@ import traceback
 
 from gi.repository import Gimp, GimpUi, Gio, GLib, GObject  # irodori.py has pinned the GI versions
 
-from irodori_backend import (BackendDown, PluginError, backend_args, call_backend, protocol, require_protocol,
-                             server_limits)
-from irodori_images import (LAYER_NAMES, add_layer_under, check_lineart, check_lineart_size, hints_from_file,
-                            hints_source, load_image, new_image_from, read_hints, read_reference, read_rgba,
-                            reference_from_file, reference_source)
+from irodori_backend import (BackendDown, PluginError, backend_args, call_backend, call_outputs, protocol,
+                             require_protocol, server_limits)
+from irodori_images import (LAYER_NAMES, add_keyframe_layers, add_layer_under, check_lineart, check_lineart_size,
+                            hints_from_file, hints_source, keyframe_from_files, keyframe_source, load_image,
+                            new_image_from, read_hints, read_reference, read_rgba, reference_from_file,
+                            reference_source)
 
 MAX_BATCH_FILES = 10000
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".xcf", ".psd", ".ora")
@@ -30,7 +31,7 @@ def run_colorize(procedure, run_mode, image, drawables, config, data):
         GimpUi.init(procedure.get_name())
         dialog = GimpUi.ProcedureDialog.new(procedure, config, "Irodori: Colorize from Reference")
         dialog.fill(["reference-source", "reference-layer", "reference-file", "output", "hints-layer", "hints-file",
-                     "endpoint", "timeout"])
+                     "keyframe-lineart", "keyframe-colour", "endpoint", "timeout"])
         for prop, source in (("reference-layer", "layer"), ("reference-file", "file")):
             values = Gimp.ValueArray.new_from_values([GObject.Value(GObject.TYPE_STRING, source)])
             dialog.set_sensitive_if_in(prop, None, "reference-source", values, True)
@@ -47,22 +48,37 @@ def run_colorize(procedure, run_mode, image, drawables, config, data):
         lineart = check_lineart(image, drawables)
         output = config.get_property("output")
         name = LAYER_NAMES[output]
-        source = reference_source(config, lineart)
+        keyframe = keyframe_source(config)
+        if keyframe and output == "flattened":
+            raise PluginError("with a keyframe, choose the output 'Flat colours layer' (or 'Colour layer'): both "
+                              "add the flats in the keyframe's colours under the line art")
+        source = reference_source(config, lineart, keyframe[1] if keyframe else None)
         hints = hints_source(config, lineart)
         endpoint, transport, timeout = backend_args(config)
         limits = server_limits(endpoint, transport, timeout)
         check_lineart_size(lineart, limits)
+        if keyframe:
+            check_lineart_size(keyframe[0], limits, "the keyframe line-art layer")
         reference = read_reference(source, limits.max_reference_pixels)
         Gimp.progress_update(0.1)
         lineart_pixels = read_rgba(lineart)
-        pixels = call_backend(endpoint, transport, timeout, lineart_pixels, reference, output,
-                              f"Irodori: colouring {lineart.get_name()}", hints=read_hints(hints, lineart))
-        if output == "flattened":
-            new_image, new_layer = new_image_from(pixels, name)
-            if run_mode == Gimp.RunMode.INTERACTIVE:
-                Gimp.Display.new(new_image)
+        hint_pixels = read_hints(hints, lineart)
+        message = f"Irodori: colouring {lineart.get_name()}"
+        if keyframe:
+            got = call_outputs(endpoint, transport, timeout, lineart_pixels, reference,
+                               ("flats", protocol.UNSURE_OUTPUT), message, hints=hint_pixels,
+                               keyframe=tuple(read_rgba(layer) for layer in keyframe))
+            new_layer = add_keyframe_layers(image, lineart, got["flats"], got[protocol.UNSURE_OUTPUT],
+                                            lineart_pixels, flatten=False, keep_unsure=True)
         else:
-            new_layer = add_layer_under(image, lineart, pixels, name, lineart_pixels)
+            pixels = call_backend(endpoint, transport, timeout, lineart_pixels, reference, output, message,
+                                  hints=hint_pixels)
+            if output == "flattened":
+                new_image, new_layer = new_image_from(pixels, name)
+                if run_mode == Gimp.RunMode.INTERACTIVE:
+                    Gimp.Display.new(new_image)
+            else:
+                new_layer = add_layer_under(image, lineart, pixels, name, lineart_pixels)
         Gimp.progress_update(1.0)
     except Exception as e:
         return error_values(procedure, e)
@@ -152,8 +168,10 @@ def hints_file_for(src: str, pictures: dict[str, list[str]]) -> str | None:
 
 
 def colorize_file(src: str, dst: str, reference, output: str, backend: tuple[str, str, float],
-                  limits: "protocol.Limits", hints_path: str | None = None):
-    """One input file coloured and written to dst; `backend` is (endpoint, transport, timeout)."""
+                  limits: "protocol.Limits", hints_path: str | None = None, keyframe: tuple | None = None):
+    """One input file coloured and written to dst; `backend` is (endpoint, transport, timeout). With a
+    `keyframe` (its line art and colouring, as Pixels) the file gets the keyframe-coloured flats whatever
+    `output` says, flattened for "flattened", with the unsure mask as a hidden layer in an xcf."""
     image = load_image(src)
     try:
         if image.get_base_type() != Gimp.ImageBaseType.RGB:
@@ -167,14 +185,20 @@ def colorize_file(src: str, dst: str, reference, output: str, backend: tuple[str
         name = LAYER_NAMES[output]
         lineart_pixels = read_rgba(lineart)
         hints = hints_from_file(hints_path, lineart.get_width(), lineart.get_height()) if hints_path else None
-        pixels = call_backend(*backend, lineart_pixels, reference, output,
-                              f"Irodori: colouring {os.path.basename(src)}", patient=True, hints=hints)
-        if output == "flattened":
-            result, _ = new_image_from(pixels, name)
-            image.delete()
-            image = result
+        message = f"Irodori: colouring {os.path.basename(src)}"
+        if keyframe is not None:
+            got = call_outputs(*backend, lineart_pixels, reference, ("flats", protocol.UNSURE_OUTPUT), message,
+                               patient=True, hints=hints, keyframe=keyframe)
+            add_keyframe_layers(image, lineart, got["flats"], got[protocol.UNSURE_OUTPUT], lineart_pixels,
+                                flatten=output == "flattened", keep_unsure=dst.lower().endswith(".xcf"))
         else:
-            add_layer_under(image, lineart, pixels, name, lineart_pixels)
+            pixels = call_backend(*backend, lineart_pixels, reference, output, message, patient=True, hints=hints)
+            if output == "flattened":
+                result, _ = new_image_from(pixels, name)
+                image.delete()
+                image = result
+            else:
+                add_layer_under(image, lineart, pixels, name, lineart_pixels)
         try:
             ok = Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(dst), None)
         except GLib.Error as e:
@@ -200,13 +224,28 @@ def _hints_folder(config, inputs: list[str]) -> str | None:
     return path
 
 
+def _keyframe_paths(config) -> list[str] | None:
+    """The keyframe arguments, checked: both files or neither, each an existing file."""
+    files = [config.get_property(name) for name in ("keyframe-lineart", "keyframe-colour")]
+    if files == [None, None]:
+        return None
+    if None in files:
+        raise PluginError("a keyframe is two files: choose both its line art and its colouring (its flats or a "
+                          "colour picture), or neither")
+    paths = [os.path.abspath(f.get_path() or f.get_uri()) for f in files]
+    for what, path in zip(("line art", "colouring"), paths):  # GIMP 3.0.4 refuses a missing file itself; not all do
+        if not os.path.isfile(path):
+            raise PluginError(f"the keyframe {what} {path} does not exist: choose an existing picture file")
+    return paths
+
+
 def run_colorize_files(procedure, config, data):
     run_mode = config.get_property("run-mode")
     if run_mode == Gimp.RunMode.INTERACTIVE:
         GimpUi.init(procedure.get_name())
         dialog = GimpUi.ProcedureDialog.new(procedure, config, "Irodori: Colorize Files")
-        dialog.fill(["input-folder", "reference-file", "output-folder", "hints-folder", "output", "file-type",
-                     "endpoint", "timeout"])
+        dialog.fill(["input-folder", "reference-file", "output-folder", "hints-folder", "keyframe-lineart",
+                     "keyframe-colour", "output", "file-type", "endpoint", "timeout"])
         ok = dialog.run()
         dialog.destroy()
         if not ok:
@@ -224,28 +263,35 @@ def run_colorize_files(procedure, config, data):
         if not paths:
             raise PluginError("no input: give input files or an input folder")
         files = collect_inputs(paths)
+        key_paths = _keyframe_paths(config)
+        if key_paths:  # the keyframe's own files are not frames to colour
+            files = [f for f in files if not any(os.path.samefile(f, k) for k in key_paths)]
         if not files:
-            raise PluginError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(paths)}")
+            raise PluginError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(paths)}"
+                              + (" besides the keyframe's" if key_paths else ""))
         ref_file = config.get_property("reference-file")
-        if ref_file is None:
-            raise PluginError("no reference: choose a reference picture file")
+        if ref_file is None and not key_paths:
+            raise PluginError("no reference: choose a reference picture file (or a keyframe)")
         out_folder = config.get_property("output-folder")
         if out_folder is None:
             raise PluginError("no output folder: choose where the coloured files go")
         out_dir = out_folder.get_path()
-        os.makedirs(out_dir, exist_ok=True)
         hints = hint_pictures(_hints_folder(config, paths))
         backend = backend_args(config)
         limits = server_limits(*backend)
-        reference = reference_from_file(ref_file.get_path(), limits.max_reference_pixels)
+        # with a keyframe, the reference (the model's colours for the regions it cannot match) defaults to it
+        ref_path = ref_file.get_path() if ref_file is not None else key_paths[1]
+        reference = reference_from_file(ref_path, limits.max_reference_pixels)
+        keyframe = keyframe_from_files(*key_paths, limits) if key_paths else None
         output = config.get_property("output")
         ext = config.get_property("file-type")
+        os.makedirs(out_dir, exist_ok=True)  # only now: a batch refused above leaves nothing behind
         used: set[str] = set()
         for i, src in enumerate(files):
             Gimp.progress_update(i / len(files))
             dst = output_path(src, out_dir, ext, used)
             try:
-                colorize_file(src, dst, reference, output, backend, limits, hints_file_for(src, hints))
+                colorize_file(src, dst, reference, output, backend, limits, hints_file_for(src, hints), keyframe)
                 written += 1
             except BackendDown:
                 raise

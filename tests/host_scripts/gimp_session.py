@@ -9,12 +9,10 @@ the test asserts on its parts.
 import base64
 import json
 import os
-import time
-import traceback
 
 from gi.repository import Gegl, Gimp, Gio
 
-from irodori_emit import emit
+from irodori_emit import emit, run_step
 
 RUN_DIR = os.getcwd()  # hostlib runs every GIMP script in its run folder
 with open("params.json") as f:
@@ -77,12 +75,7 @@ def colorize(img, lines, **props):
 
 
 def step(name, fn):
-    t0 = time.monotonic()
-    try:
-        R[name] = fn()
-    except Exception:
-        R[name] = {"crash": traceback.format_exc()}
-    R.setdefault("seconds", {})[name] = round(time.monotonic() - t0, 2)  # for the test's budget
+    run_step(R, name, fn)
 
 
 def registered():
