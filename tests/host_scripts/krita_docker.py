@@ -216,4 +216,23 @@ for combo, value in ((docker.line_combo, kept[1]), (docker.hints_combo, kept[2])
                      (docker.ref_layer_combo, ref.uniqueId().toString())):
     docker._select(combo, value)
 docker._settings_changed()
+
+# --- the scene the screenshot shows: the character coloured by the main backend, as after one click
+step("screenshot scene")
+for node in root.childNodes():
+    if node.name() in ("Irodori hints", "Irodori colour (reference)"):
+        node.remove()
+docker.refresh_layers()
+docker.endpoint_edit.setText(EP)
+docker._settings_changed()
+docker._select(docker.line_combo, lines.uniqueId().toString())
+docker._select(docker.hints_combo, "")
+docker.check_backend()
+wait_for(lambda: not docker.checker.isRunning(), 10)
+docker.colorize_button.click()
+wait_for(lambda: docker.worker is None, 90)
+wait_for(lambda: docker.message.text().startswith("Done"), 30)
+doc.refreshProjection()
+wait_for(lambda: False, 1)  # let the canvas and the Layers docker repaint before the screenshot
+out["scene"] = [n.name() for n in root.childNodes()] + [docker.message.text()]
 emit(out)
