@@ -1,6 +1,7 @@
 """Crisp colour (issue 21, item 4): the colour layer stops at the lines of the line art."""
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ from helpers import reference
 SIZE = 1024
 NEAR = 3  # px from a line
 DEMO = Path(__file__).resolve().parents[1] / "backend" / "demo" / "model"
+crisp_module = importlib.import_module("backend.inference.flats.crisp")  # the module, which flats.crisp hides
 
 
 def _figure() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -63,6 +65,73 @@ def test_colour_stops_at_the_lines_of_a_drawn_figure():
     # interiors keep the model's smooth colour (its shading)
     far = cv2.distanceTransform((~ink).astype(np.uint8), cv2.DIST_L2, 5) > 32
     assert np.array_equal(sharp[far], soft[far])
+
+
+def test_colour_stops_at_the_lines_on_the_cell_grid():
+    # A model 32x smaller than the canvas: the margin (48 px) puts the nearest-core look-up on a grid of
+    # 4 px cells (flats.crisp_plan), where a cell beside a line can find the core across it. Each pixel
+    # still takes its own area's colour, and the cores keep the model's colour exactly.
+    line, ink, areas = _figure()
+    rng = np.random.default_rng(1)
+    palette = rng.integers(0, 256, (areas.max() + 1, 3)).astype(np.float32)
+    truth = palette[areas]
+    truth[ink] = 20.0
+    small = cv2.GaussianBlur(cv2.resize(truth, (32, 32), interpolation=cv2.INTER_AREA), (0, 0), 0.7)
+    soft = colour_layer(torch.from_numpy(small / 255.0).permute(2, 0, 1)[None].float(), (SIZE, SIZE))
+    labels, votes, ink_mask = flats_mod.regions_and_votes(line)
+    margin = flats_mod.crisp_margin((SIZE, SIZE), (32, 32))
+    assert crisp_module.crisp_plan(labels, margin, ink_mask).step == 4  # the grid, not the exact per-pixel path
+    sharp = crisp_colour(soft, labels, votes, ink_mask, (32, 32))
+    near = _near_lines(ink)
+    assert _own_share(sharp, areas, palette, near) >= 0.95
+    assert _own_share(soft, areas, palette, near) < 0.9  # the test can fail: the soft colour bleeds
+    far = cv2.distanceTransform((~ink).astype(np.uint8), cv2.DIST_L2, 5) > 2 * margin
+    assert np.array_equal(sharp[far], soft[far])
+
+
+@pytest.mark.parametrize("margin, size", [(6, 700), (30, 700), (50, 1400)])  # cells of 1 (exact), 2 and 4 px
+def test_every_pixel_takes_a_colour_of_its_own_region(margin, size):
+    # Each region one colour of its own: whatever core, cell, interpolation or flat colour a pixel's colour
+    # comes from, it must be its own region's, so the output is exactly that colour everywhere (also on a
+    # canvas that is no multiple of the cell size), even from a colour that bleeds across the borders.
+    from backend.inference.flats import bench_images
+
+    line, _ = bench_images(size, seed=5)
+    line = np.ascontiguousarray(line[: size - 57, : size - 183])
+    labels, _, ink = flats_mod.regions_and_votes(line)
+    palette = np.random.default_rng(2).integers(0, 256, (labels.max() + 1, 3)).astype(np.uint8)
+    colour = palette[labels]
+    assert crisp_module.crisp_plan(labels, margin, ink).step == max(1, margin // crisp_module.CELLS_PER_MARGIN)
+    assert np.array_equal(flats_mod.crisp(colour, labels, colour, margin, ink), colour)
+    # a colour bleeding 4 px (less than the margin) across every border: the bleed is gone
+    blurred = cv2.blur(colour, (9, 9))
+    assert not np.array_equal(blurred, colour)  # the test can fail
+    assert np.array_equal(flats_mod.crisp(blurred, labels, colour, margin, ink), colour)
+
+
+def test_crisp_plan_is_kept_for_read_only_regions(monkeypatch):
+    # The pipeline's cached regions are read-only: the plan worked out for them is reused by the next
+    # colour (identity, not contents), and gives what a fresh plan gives; writable regions always get a
+    # fresh one (they may change).
+    from backend.inference.flats import bench_images
+
+    line, color = bench_images(512, seed=4)
+    labels, votes, ink = flats_mod.regions_and_votes(line)
+    flat = flats_mod.fill(labels, color, votes=votes)
+    margin = 30  # cells of 2 px
+    want = flats_mod.crisp(color, labels, flat, margin, ink)
+    planned = []
+    real = crisp_module.crisp_plan
+    monkeypatch.setattr(crisp_module, "crisp_plan", lambda *a: planned.append(1) or real(*a))
+    for frozen in (labels, ink):
+        frozen.setflags(write=False)
+    other = np.ascontiguousarray(color[::-1])
+    assert np.array_equal(flats_mod.crisp(color, labels, flat, margin, ink), want)
+    flats_mod.crisp(other, labels, flat, margin, ink)
+    assert len(planned) == 1  # the second colour reused the plan
+    assert np.array_equal(flats_mod.crisp(other, labels, flat, margin, ink),
+                          flats_mod.crisp(other, labels.copy(), flat, margin, ink.copy()))
+    assert len(planned) == 2  # the writable copies were planned afresh
 
 
 def _nearest_inside_share(colour: np.ndarray, ink: np.ndarray, areas: np.ndarray) -> float:
