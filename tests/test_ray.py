@@ -205,6 +205,36 @@ def test_batch_on_ray_equals_plain_survives_a_killed_actor_and_resumes(cluster, 
     assert {t: t.stat().st_mtime_ns for t in stamps} == stamps
 
 
+# ========================================================================================= bench --sections ray
+def test_bench_ray_section_compares_both_paths_in_one_run(cluster, tiny_checkpoint, tmp_path):
+    """The section runs end to end on a few tiny frames and prints its rows; no timing is asserted. (Before the
+    serve test: that one's server is killed, and its replicas keep the cluster's CPUs.)"""
+    import json
+
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "backend", "bench", "--quick", "--sections", "ray", "--ray-frames",
+                           "4", "--ray-address", cluster.address, "--checkpoint", str(tiny_checkpoint), "--device",
+                           "cpu", "--json", str(out)], env=cluster.env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads(out.read_text())["ray"]
+    assert r["frames"] == 4 and r["identical"], r  # Ray wrote exactly what the plain loop wrote
+    assert r["ray"]["execution_s"] > 0
+    assert r["overhead"] == pytest.approx(r["ray"]["wall_s"] / r["plain"]["wall_s"] - 1)
+    for server in ("plain", "ray"):
+        for clients in ("1", "16"):
+            assert r["serve"][server][clients]["errors"] == 0 and r["serve"][server][clients]["images_per_s"] > 0
+    assert "| ray batch | 4 frames 128x128, `colorize --ray`" in done.stdout, done.stdout
+    assert "| ray serve | 16 client(s)" in done.stdout and "Ray's overhead over the plain loop" in done.stdout
+
+
+def test_bench_ray_section_says_when_ray_is_missing(monkeypatch, capsys):
+    from backend.tools.cli import main as cli
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` finds where it is not installed
+    assert cli(["bench", "--sections", "ray"]) == 2
+    assert "section ray needs Ray, which is not installed: `pip install 'irodori[ray]'`" in capsys.readouterr().err
+
+
 # ========================================================================================= serve on Ray Serve
 def test_serve_on_ray_many_clients_and_a_killed_replica(cluster, tiny_checkpoint):
     endpoint = f"tcp://127.0.0.1:{free_port()}"

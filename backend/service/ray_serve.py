@@ -29,6 +29,9 @@ from backend import protocol as P
 
 log = logging.getLogger("irodori.serve")
 APP = "irodori"  # the Ray Serve application name
+# Ray starts its workers at niceness +15, so a model actor loses its cores to anything else on the machine;
+# the model is the job here: its actors run at the node's own priority, as a plain `irodori serve` would
+MODEL_ACTOR_ENV = {"env_vars": {"RAY_worker_niceness": "0"}}
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> dict:
@@ -106,7 +109,8 @@ class RayColorizer:
         low = max(1, config.replicas)
         high = max(low, config.max_replicas or low)
         deployment = serve.deployment(ColourReplica, name="Colorizer", max_ongoing_requests=2,
-                                      ray_actor_options={"num_cpus": config.cpus, "num_gpus": gpus},
+                                      ray_actor_options={"num_cpus": config.cpus, "num_gpus": gpus,
+                                                         "runtime_env": MODEL_ACTOR_ENV},
                                       autoscaling_config={"min_replicas": low, "initial_replicas": low,
                                                           "max_replicas": high, "target_ongoing_requests": 1,
                                                           "upscale_delay_s": 5, "downscale_delay_s": 120})

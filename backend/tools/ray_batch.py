@@ -1,25 +1,36 @@
 """`irodori colorize FOLDER ... --ray [ADDRESS]`: the same batch on Ray Data, on one machine or a cluster.
 
-Stages (one sketch per block, so a lost actor costs at most the sketches it held):
-  read     CPU task: load the line art (checked as plain colorize checks it)
-  colour   model actors, one Colorizer each (num_gpus=1 per actor where the cluster has GPUs, else CPU actors);
-           Ray Data restarts a dead actor and hands its sketches to a live one
-  write    CPU task: every output written to a unique temp file, then linked into place; a link never
-           replaces a file, so an output is written exactly once even when its sketch was coloured twice
+One stage: model actors (one Colorizer each; num_gpus=1 per actor where the cluster has GPUs, else CPU
+actors) take FRAMES_PER_CALL sketches per call as file names, and each reads, colours and writes its own. Only
+names and error strings cross Ray's object store, never pixels: a separate read task and write task per frame
+cost their object-store copies, a Ray task each and a share of the cores the model needs (docs/performance.md,
+"Ray batch and serve in `irodori bench`"). A GPU actor reads the next sketch and writes the last outputs in
+two threads while the model runs, so the GPU is not left waiting on PNG decoding and encoding; a CPU actor
+does them in turn, as the plain loop does (beside the model's torch threads they would slow it down).
+
+A lost actor: Ray Data restarts it and sends its calls again (to it or a live one), so a killed actor costs
+at most the sketches of its calls in flight, coloured again. Every output is written to a unique temp file,
+then linked into place; a link never replaces a file, so an output is written exactly once even when its
+sketch was coloured twice, and the temp files of a killed actor are removed when the run ends.
 Resumable: sketches whose outputs all exist are skipped (unless --overwrite), so a crashed run is run again as
 is and loses only what was in flight. Paths must be the same on every node (a shared or local folder).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from backend.inference.imageio import load_image, save_image
+
+FRAMES_PER_CALL = 2  # per actor call: fewer Ray calls, while a lost actor still loses few frames
 
 
 @dataclass
@@ -37,7 +48,7 @@ class Summary:
 def run(args: argparse.Namespace, plan: dict[Path, dict[str, Path]], outputs: list[str],
         hints: dict[Path, Path | None]) -> Summary:
     """Colour the sketches of `plan` on Ray; the summary says what happened to each."""
-    from backend.service.ray_serve import connect
+    from backend.service.ray_serve import MODEL_ACTOR_ENV, connect
 
     summary = Summary()
     todo = []
@@ -45,7 +56,7 @@ def run(args: argparse.Namespace, plan: dict[Path, dict[str, Path]], outputs: li
         if not args.overwrite and all(t.exists() for t in targets.values()):
             summary.skipped += 1
         else:
-            todo.append({"sketch": str(sketch), "targets": [str(targets[name]) for name in outputs],
+            todo.append({"sketch": str(sketch), "targets": "\n".join(str(targets[name]) for name in outputs),
                          "hints": str(hints[sketch] or "")})
     if not todo:
         return summary
@@ -61,40 +72,33 @@ def run(args: argparse.Namespace, plan: dict[Path, dict[str, Path]], outputs: li
     actors = args.ray_actors or gpus or max(1, int(resources.get("CPU", 1)) // 2)
     options = dict(checkpoint=str(args.checkpoint) if args.checkpoint else None, device=device, bf16=args.bf16,
                    crisp=not args.soft_color, reference=str(args.reference), outputs=tuple(outputs),
-                   resolution=args.resolution, threads=torch.get_num_threads(), delay_ms=args.ray_delay_ms)
+                   resolution=args.resolution, threads=torch.get_num_threads(), delay_ms=args.ray_delay_ms,
+                   overwrite=args.overwrite)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # ours below counts sketches, not blocks
-    ds = ray.data.from_items(todo, override_num_blocks=len(todo))
-    ds = ds.map(_read, num_cpus=0.5)
-    ds = ds.map_batches(_ColourActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
-                        num_gpus=1 if gpus else 0, num_cpus=1, fn_constructor_kwargs=options)
-    ds = ds.map(_write, num_cpus=0.5, fn_kwargs={"overwrite": args.overwrite})
-    with tqdm(total=len(todo), unit="sketch", desc="colorize (ray)", disable=len(todo) < 2) as bar:
-        for row in ds.iter_rows():
-            if row["error"]:
-                summary.failed[row["sketch"]] = row["error"]
-            else:
-                summary.done += 1
-            bar.update(1)
+    ds = ray.data.from_items(todo, override_num_blocks=math.ceil(len(todo) / FRAMES_PER_CALL))
+    ds = ds.map_batches(_ColourActor, batch_size=FRAMES_PER_CALL, compute=ray.data.ActorPoolStrategy(size=actors),
+                        num_gpus=1 if gpus else 0, num_cpus=1, fn_constructor_kwargs=options,
+                        runtime_env=MODEL_ACTOR_ENV)
+    try:
+        with tqdm(total=len(todo), unit="sketch", desc="colorize (ray)", disable=len(todo) < 2) as bar:
+            for row in ds.iter_rows():
+                if row["error"]:
+                    summary.failed[row["sketch"]] = row["error"]
+                else:
+                    summary.done += 1
+                bar.update(1)
+    finally:
+        _sweep([Path(t) for row in todo for t in row["targets"].split("\n")])
     return summary
 
 
-# ------------------------------------------------------------------------------------------ stages
-def _read(row: dict) -> dict:
-    """Line art as (H, W, C) (grey as C=1), so every block holds one array shape kind; errors travel along."""
-    try:
-        a = load_image(row["sketch"])
-        row["lineart"], row["error"] = (a[..., None] if a.ndim == 2 else a), ""
-    except Exception as exc:  # one unreadable file fails itself, not the batch
-        row["lineart"], row["error"] = np.zeros((1, 1, 1), np.uint8), f"cannot read: {exc}"
-    return row
-
-
+# ------------------------------------------------------------------------------------------ the actor
 class _ColourActor:
     """One Colorizer per actor, loaded once; a bad sketch is reported, not raised (that would end the job)."""
 
     def __init__(self, checkpoint: str | None, device: str, bf16: bool, crisp: bool, reference: str, outputs: tuple,
-                 resolution: int | None, threads: int, delay_ms: float) -> None:
+                 resolution: int | None, threads: int, delay_ms: float, overwrite: bool) -> None:
         import torch
 
         from backend.inference.pipeline import Colorizer
@@ -102,47 +106,79 @@ class _ColourActor:
         torch.set_num_threads(threads)  # as many as plain colorize uses here (Ray would set 1 per CPU slot)
         self.colorizer = Colorizer(checkpoint, device=device, bf16=bf16, crisp=crisp)
         self.reference = load_image(reference, "reference")  # read here: no large actor argument to keep
-        self.outputs, self.resolution, self.delay_ms = outputs, resolution, delay_ms
+        self.outputs, self.resolution, self.delay_ms, self.overwrite = outputs, resolution, delay_ms, overwrite
+        self.io = ThreadPoolExecutor(2, thread_name_prefix="irodori-io") if device.startswith("cuda") else None
 
     def __call__(self, batch: dict) -> dict:
-        error = str(batch["error"][0])
-        results: dict[str, np.ndarray] = {}
-        if not error:
-            if self.delay_ms:  # testing only: keeps sketches in flight long enough to kill an actor
-                import time
-
-                time.sleep(self.delay_ms / 1e3)
-            a, hint_file = batch["lineart"][0], str(batch["hints"][0])
+        sketches, hint_files = [str(s) for s in batch["sketch"]], [str(h) for h in batch["hints"]]
+        reads = [self._io(_read, s, h) for s, h in zip(sketches, hint_files)]
+        errors, writes = [], []
+        for i, read in enumerate(reads):
             try:
-                hints = load_image(hint_file, "hints") if hint_file else None
-                results = self.colorizer.colorize(a[..., 0] if a.shape[-1] == 1 else a, self.reference,
-                                                  self.outputs, self.resolution, hints=hints)
-            except Exception as exc:  # e.g. too large: this sketch fails, the job goes on
-                error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
-                error = f"with hints {hint_file}: {error}" if hint_file else error
-        out = {"sketch": batch["sketch"], "targets": batch["targets"], "hints": batch["hints"],
-               "error": np.array([error])}
-        for i, name in enumerate(self.outputs):
-            out[f"out{i}"] = results[name][None] if name in results else np.zeros((1, 1, 1, 3), np.uint8)
-        return out
+                error, placing = self._colour(read.result(), str(batch["targets"][i]), hint_files[i])
+            except _ReadError as exc:
+                error, placing = str(exc), []
+            errors.append(error)
+            writes += [(i, done) for done in placing]
+        for i, done in writes:  # a call returns only once its outputs are in place
+            try:
+                done.result()
+            except OSError as exc:
+                errors[i] = f"cannot write: {exc}"
+        return {"sketch": np.array(sketches), "error": np.array(errors)}
 
+    def _colour(self, read: tuple, targets: str, hint_file: str) -> tuple[str, list]:
+        """(error, the futures of its outputs being written)."""
+        if self.delay_ms:  # testing only: keeps sketches in flight long enough to kill an actor
+            import time
 
-def _write(row: dict, overwrite: bool) -> dict:
-    """Each output to a unique temp file in its folder, then into place: a hard link (never replaces: a second
-    colouring of the same sketch after a lost actor finds the file there and leaves it), or with --overwrite
-    a rename. Returns only the sketch and its error: the pixels stop here."""
-    error = row["error"]
-    if not error:
+            time.sleep(self.delay_ms / 1e3)
+        line, hints = read
         try:
-            for i, target in enumerate(row["targets"]):
-                _place(Path(target), row[f"out{i}"], overwrite)
-        except OSError as exc:
-            error = f"cannot write: {exc}"
-    return {"sketch": row["sketch"], "error": error}
+            results = self.colorizer.colorize(line, self.reference, self.outputs, self.resolution, hints=hints)
+        except Exception as exc:  # e.g. too large: this sketch fails, the job goes on
+            error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+            return (f"with hints {hint_file}: {error}" if hint_file else error), []
+        return "", [self._io(_place, Path(target), results[name], self.overwrite)
+                    for target, name in zip(targets.split("\n"), self.outputs)]
+
+    def _io(self, fn, *args) -> Future:
+        """fn(*args) in an I/O thread (GPU actors), or here and now (CPU actors)."""
+        if self.io is not None:  # PNG decoding and encoding release the GIL
+            return self.io.submit(fn, *args)
+        done: Future = Future()
+        try:
+            done.set_result(fn(*args))
+        except Exception as exc:  # raised where the result is asked for, as from a thread
+            done.set_exception(exc)
+        return done
+
+
+class _ReadError(Exception):
+    pass
+
+
+def _read(sketch: str, hint_file: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The line art and its hints, checked as plain colorize checks them; raises _ReadError with the reason."""
+    try:
+        line = load_image(sketch)
+    except Exception as exc:  # one unreadable file fails itself, not the batch
+        raise _ReadError(f"cannot read: {exc}") from None
+    try:
+        return line, (load_image(hint_file, "hints") if hint_file else None)
+    except Exception as exc:
+        raise _ReadError(f"with hints {hint_file}: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------ writing
+def _temp_name(target: Path) -> Path:
+    return target.with_name(f".{target.stem}.{uuid.uuid4().hex[:12]}{target.suffix}")
 
 
 def _place(target: Path, pixels: np.ndarray, overwrite: bool) -> None:
-    tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:12]}{target.suffix}")
+    """To a unique temp file in its folder, then into place: a hard link (never replaces: a second colouring
+    of the same sketch after a lost actor finds the file there and leaves it), or with --overwrite a rename."""
+    tmp = _temp_name(target)
     save_image(tmp, pixels)
     try:
         if overwrite:
@@ -154,3 +190,20 @@ def _place(target: Path, pixels: np.ndarray, overwrite: bool) -> None:
             pass  # written by an earlier attempt of this sketch: keep that one
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _sweep(targets: list[Path]) -> None:
+    """Remove the temp files (`_temp_name`) a killed actor left beside these targets."""
+    by_folder: dict[Path, set[str]] = {}
+    for t in targets:
+        by_folder.setdefault(t.parent, set()).add(t.name)
+    pattern = re.compile(r"^\.(.+)\.[0-9a-f]{12}(\.[^.]+)$")
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            m = pattern.match(entry.name)
+            if m and m.group(1) + m.group(2) in names:
+                Path(entry.path).unlink(missing_ok=True)

@@ -15,14 +15,16 @@ Every figure in the table comes from the same run, so ratios compare like with l
   (e) throughput images/s with 1, 4 and 16 concurrent clients, server batching on and off
   (f) training   optimiser steps/s of the trainer at the tiny and paper configurations: a plug-in section
                  (training/bench.py, entry point group `irodori.bench`), since nothing in backend imports training
+  ray            only when named (`--sections ray`): `colorize FOLDER` against `colorize FOLDER --ray` on the
+                 same frames (200 of 1024^2 by default), and `serve` against `serve --ray` at 1 and 16 clients
 
 The package, by concern: measure.py (timers, memory, test images, the machine), plan.py (what a run measures),
 kernels.py ((a), (b)), hints.py (the hints row), children.py ((c) and flats in fresh subprocesses: they
 re-enter the package as `python -m backend.tools.bench CHILD_JSON`, so each scenario's peak memory is its
 own), served.py ((d), (e) through backend/tools/launcher.py), report.py (the table and the targets),
-command.py (the command and its plug-in sections). docs/performance.md holds the latest table and how to read
-it. ray_section.py is a script of its own (`python -m backend.tools.bench.ray_section`): the Ray batch and
-`serve --ray` against the plain paths; it needs the `ray` extra and minutes of frames, so no default run has it.
+command.py (the command and its plug-in sections), ray_section.py (`--sections ray`: the Ray batch and
+`serve --ray` against the plain paths; it needs the `ray` extra and minutes of frames, so only a run that
+names it has it). docs/performance.md holds the latest table and how to read it.
 """
 from __future__ import annotations
 

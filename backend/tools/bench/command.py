@@ -20,6 +20,7 @@ from typing import Any, Callable
 from backend.inference.options import add_model_options
 from backend.tools import extensions
 
+from . import ray_section
 from .children import run_child
 from .kernels import bench_generator, bench_peak
 from .measure import machine_info
@@ -27,15 +28,17 @@ from .plan import FULL, QUICK, Plan
 from .report import table, targets
 from .served import bench_served
 
-SECTIONS = ("peak", "generator", "pipeline", "flats", "hints", "transport", "concurrency")  # built in
+SECTIONS = ("peak", "generator", "pipeline", "flats", "hints", "transport", "concurrency")  # built in, default
+ON_REQUEST = ("ray",)  # built in, run only when named (an optional package, minutes of frames)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     plugins = extensions.find(extensions.BENCH_SECTIONS)
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats (about a minute)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write every figure as JSON here")
-    p.add_argument("--sections", help=f"comma-separated subset of {','.join(SECTIONS + tuple(plugins))} "
-                                      f"(default: all; {', '.join(plugins) or 'none'} from plug-ins)")
+    p.add_argument("--sections", help=f"comma-separated subset of "
+                                      f"{','.join(SECTIONS + ON_REQUEST + tuple(plugins))} (default: all but "
+                                      f"{', '.join(ON_REQUEST)}; {', '.join(plugins) or 'none'} from plug-ins)")
     add_model_options(p, checkpoint_help="model for (c), (d), (e) (default: the bundled demo model, else an "
                                          "untrained default-config generator)")
     p.add_argument("--untrained", action="store_true",
@@ -43,17 +46,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "of the paper's size costs (the bundled demo model is a 64 px toy that runs in ms)")
     p.add_argument("--no-compile", action="store_true",
                    help="leave out the torch.compile rows of (b) (each compiles for tens of seconds per size)")
+    p.add_argument("--ray-frames", type=int, help="frames of the ray section's batch (default: 200, --quick 8)")
+    p.add_argument("--ray-address", metavar="ADDRESS", help="the ray section on the Ray cluster at ADDRESS "
+                                                            "(default: a local Ray inside each command)")
     p.add_argument("--threads", type=int, default=0, help="torch threads here and in every subprocess "
                                                           "(0 = torch's default: one per core)")
 
 
 def _refusal(args: argparse.Namespace, sections: list[str], plugins: dict[str, str]) -> str | None:
     """Why these arguments cannot run, or None."""
-    known = SECTIONS + tuple(plugins)
+    known = SECTIONS + ON_REQUEST + tuple(plugins)
     unknown = sorted(set(sections) - set(known))
     if unknown:
         return (f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(known)} "
                 f"({extensions.missing_hint(extensions.BENCH_SECTIONS)})")
+    if "ray" in sections and ray_section.missing():
+        return ray_section.missing()
+    if args.ray_frames is not None and args.ray_frames < 1:
+        return "--ray-frames must be >= 1"
     if args.checkpoint is not None and not (args.checkpoint / "config.json").is_file():
         return f"{args.checkpoint} is not a model folder (no config.json)"
     if args.threads < 0:
@@ -142,13 +152,15 @@ def run(args: argparse.Namespace, plan: Plan, sections: list[str], plugins: dict
     if "transport" in sections or "concurrency" in sections:
         say("(d) and (e): `irodori serve` subprocesses on loopback")
         res.update(bench_served(args, plan, sections))
+    if "ray" in sections:
+        res["ray"] = ray_section.bench_ray(args, plan, say)
     for name, section in plugins.items():
         say(f"{name} (plug-in {section.__name__})")
         res[name] = section.run(device, args.quick)
     res["machine"]["load_avg_end"] = list(os.getloadavg())
     res["seconds"] = time.perf_counter() - t_start
-    res["targets"] = targets(res)
-    res["table"] = table(res, plugins)
+    res["targets"] = targets(res) + ray_section.targets(res.get("ray", {}))
+    res["table"] = table(res, {**({"ray": ray_section} if "ray" in res else {}), **plugins})
     return res
 
 
