@@ -205,6 +205,30 @@ def test_batch_on_ray_equals_plain_survives_a_killed_actor_and_resumes(cluster, 
     assert {t: t.stat().st_mtime_ns for t in stamps} == stamps
 
 
+def test_keyframe_batch_on_ray_writes_what_plain_colorize_writes(cluster, tiny_checkpoint, tmp_path):
+    """`--keyframe` works on Ray as in-process: the flats in the keyframe's colours and the unsure masks."""
+    from backend.inference.imageio import load_image, save_image
+    from backend.tools.cli import main as cli
+    from training.eval_keyframes import sequence
+
+    rendered, palette = sequence(10_000_001, 3, 160)  # a held-out character moving
+    for i in (1, 2):
+        save_image(tmp_path / "frames" / f"f{i}.png", rendered[i].line)
+    save_image(tmp_path / "key_line.png", rendered[0].line)
+    save_image(tmp_path / "key_colour.png", palette[rendered[0].mask])
+    base = ["colorize", str(tmp_path / "frames"), "--keyframe", str(tmp_path / "key_line.png"),
+            str(tmp_path / "key_colour.png"), "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]
+    assert cli([*base, "-o", str(tmp_path / "local")]) == 0
+    done = subprocess.run([sys.executable, "-m", "backend", *base, "-o", str(tmp_path / "ray"), "--ray",
+                           cluster.address, "--ray-actors", "1"], env=cluster.env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "done 2, skipped 0 (outputs exist), failed 0" in done.stdout, done.stderr[-3000:]
+    names = ["f1_flats.png", "f1_unsure.png", "f2_flats.png", "f2_unsure.png"]
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == names
+    for name in names:
+        assert np.array_equal(load_image(tmp_path / "ray" / name), load_image(tmp_path / "local" / name)), name
+
+
 # ========================================================================================= bench --sections ray
 def test_bench_ray_section_compares_both_paths_in_one_run(cluster, tiny_checkpoint, tmp_path):
     """The section runs end to end on a few tiny frames and prints its rows; no timing is asserted. (Before the

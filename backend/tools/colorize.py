@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "needs a model trained with hints")
     p.add_argument("--keyframe", nargs=2, type=Path, metavar=("LINE", "COLOUR"),
                    help="colour each sketch region by region from a coloured keyframe: its line art and its flats "
-                        "or colour picture (in-process or with --server). Writes flats in the keyframe's colours "
+                        "or colour picture (in-process, with --server or with --ray). Writes flats in the keyframe's colours "
                         "(default output) and NAME_unsure.png (white: regions with no counterpart, given the model's "
                         "colour); the reference defaults to COLOUR (docs/keyframes.md)")
     p.add_argument("--resolution", type=int, help="model resolution (long side); default: the model's own")
@@ -120,8 +120,6 @@ def plan_outputs(sketches: list[Path], outputs: list[str], out: Path, protected:
 def main(args: argparse.Namespace) -> int:
     outputs = args.outputs or (["flats"] if args.keyframe else ["color"])
     try:
-        if args.keyframe and args.ray is not None:
-            raise ValueError("--keyframe works in-process or with --server (not with --ray)")
         if args.reference is None:
             if not args.keyframe:
                 raise ValueError("give --reference (the coloured picture to take colours from), or --keyframe "
@@ -138,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
         if args.server and args.soft_color:
             raise ValueError("--soft-color works in-process only; the server always sends crisp colour")
         if args.ray is not None:
-            return _run_ray(args, plan, outputs, hints)
+            return _run_ray(args, plan, outputs + (["unsure"] if args.keyframe else []), hints)
         if args.server:
             written = _run_server(args, plan, outputs, hints)
         else:

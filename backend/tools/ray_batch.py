@@ -66,14 +66,17 @@ def run(args: argparse.Namespace, plan: dict[Path, dict[str, Path]], outputs: li
     import torch
     from tqdm import tqdm
 
-    load_image(args.reference, "reference")  # a bad reference is refused before any actor starts
+    load_image(args.reference, "reference")  # a bad reference (or keyframe) is refused before any actor starts
+    keyframe = tuple(str(p) for p in args.keyframe) if args.keyframe else None
+    if keyframe:
+        _keyframe(keyframe)
     device = args.device if args.device != "auto" else ("cuda" if resources.get("GPU", 0) >= 1 else "cpu")
     gpus = int(resources.get("GPU", 0)) if device.startswith("cuda") else 0
     actors = args.ray_actors or gpus or max(1, int(resources.get("CPU", 1)) // 2)
     options = dict(checkpoint=str(args.checkpoint) if args.checkpoint else None, device=device, bf16=args.bf16,
                    crisp=not args.soft_color, reference=str(args.reference), outputs=tuple(outputs),
                    resolution=args.resolution, threads=torch.get_num_threads(), delay_ms=args.ray_delay_ms,
-                   overwrite=args.overwrite)
+                   overwrite=args.overwrite, keyframe=keyframe)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # ours below counts sketches, not blocks
     ds = ray.data.from_items(todo, override_num_blocks=math.ceil(len(todo) / FRAMES_PER_CALL))
@@ -98,7 +101,8 @@ class _ColourActor:
     """One Colorizer per actor, loaded once; a bad sketch is reported, not raised (that would end the job)."""
 
     def __init__(self, checkpoint: str | None, device: str, bf16: bool, crisp: bool, reference: str, outputs: tuple,
-                 resolution: int | None, threads: int, delay_ms: float, overwrite: bool) -> None:
+                 resolution: int | None, threads: int, delay_ms: float, overwrite: bool,
+                 keyframe: tuple[str, str] | None = None) -> None:
         import torch
 
         from backend.inference.pipeline import Colorizer
@@ -107,6 +111,7 @@ class _ColourActor:
         self.colorizer = Colorizer(checkpoint, device=device, bf16=bf16, crisp=crisp)
         self.reference = load_image(reference, "reference")  # read here: no large actor argument to keep
         self.outputs, self.resolution, self.delay_ms, self.overwrite = outputs, resolution, delay_ms, overwrite
+        self.key = _keyframe(keyframe) if keyframe else None  # segmented once per actor, as the server caches it
         self.io = ThreadPoolExecutor(2, thread_name_prefix="irodori-io") if device.startswith("cuda") else None
 
     def __call__(self, batch: dict) -> dict:
@@ -135,7 +140,14 @@ class _ColourActor:
             time.sleep(self.delay_ms / 1e3)
         line, hints = read
         try:
-            results = self.colorizer.colorize(line, self.reference, self.outputs, self.resolution, hints=hints)
+            if self.key is None:
+                results = self.colorizer.colorize(line, self.reference, self.outputs, self.resolution, hints=hints)
+            else:  # as plain `colorize --keyframe`: the model's outputs, then the flats in the keyframe's colours
+                from backend.inference import keyframe_requests
+
+                results = self.colorizer.colorize(line, self.reference, keyframe_requests.model_outputs(self.outputs),
+                                                  self.resolution, hints=hints)
+                results = keyframe_requests.finish(self.key, line, results)
         except Exception as exc:  # e.g. too large: this sketch fails, the job goes on
             error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
             return (f"with hints {hint_file}: {error}" if hint_file else error), []
@@ -152,6 +164,13 @@ class _ColourActor:
         except Exception as exc:  # raised where the result is asked for, as from a thread
             done.set_exception(exc)
         return done
+
+
+def _keyframe(paths: tuple[str, str]):
+    """The keyframe segmented and described (keyframes.keyframe); a bad one raises ValueError with the reason."""
+    from backend.inference import keyframes
+
+    return keyframes.keyframe(load_image(paths[0], "keyframe line art"), load_image(paths[1], "keyframe colouring"))
 
 
 class _ReadError(Exception):
