@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from backend.inference import keyframes
+from backend.inference.imageio import load_image
 from backend.protocol import UNSURE_OUTPUT
 
 KEYFRAME_CACHE_SIZE = 4  # keyframes kept: a few characters' model sheets, or the keyframes around a cut
@@ -62,6 +64,12 @@ class KeyframeCache:
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
         return made, False
+
+
+def load_keyframe(line_path: str | Path, colour_path: str | Path) -> keyframes.Keyframe:
+    """A keyframe from its two files (`colorize --keyframe LINE COLOUR`), segmented and described; a bad one
+    raises ValueError with the reason."""
+    return keyframes.keyframe(load_image(line_path, "keyframe line art"), load_image(colour_path, "keyframe colouring"))
 
 
 def model_outputs(outputs: Sequence[str]) -> tuple[str, ...]:

@@ -32,9 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "needs a model trained with hints")
     p.add_argument("--keyframe", nargs=2, type=Path, metavar=("LINE", "COLOUR"),
                    help="colour each sketch region by region from a coloured keyframe: its line art and its flats "
-                        "or colour picture (in-process, with --server or with --ray). Writes flats in the keyframe's colours "
-                        "(default output) and NAME_unsure.png (white: regions with no counterpart, given the model's "
-                        "colour); the reference defaults to COLOUR (docs/keyframes.md)")
+                        "or colour picture (in-process, with --server or with --ray). Writes flats in the keyframe's "
+                        "colours (default output) and NAME_unsure.png (white: regions with no counterpart, given the "
+                        "model's colour); the reference defaults to COLOUR (docs/keyframes.md)")
     p.add_argument("--resolution", type=int, help="model resolution (long side); default: the model's own")
     p.add_argument("--soft-color", action="store_true",
                    help="the model's colour resized softly across the lines (before crisp colour), instead of "
@@ -169,10 +169,9 @@ def _run_local(args: argparse.Namespace, plan: dict[Path, dict[str, Path]], outp
     reference = load_image(args.reference, "reference")
     key = None
     if args.keyframe:
-        from backend.inference import keyframe_requests, keyframes
+        from backend.inference import keyframe_requests
 
-        key = keyframes.keyframe(load_image(args.keyframe[0], "keyframe line art"),
-                                 load_image(args.keyframe[1], "keyframe colouring"))
+        key = keyframe_requests.load_keyframe(*args.keyframe)
     written = 0
     for sketch, targets in tqdm(plan.items(), disable=len(plan) < 2, unit="sketch", desc="colorize"):
         hint_file = hints[sketch]

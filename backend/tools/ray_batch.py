@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.inference import keyframe_requests
 from backend.inference.imageio import load_image, save_image
 
 FRAMES_PER_CALL = 2  # per actor call: fewer Ray calls, while a lost actor still loses few frames
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace, plan: dict[Path, dict[str, Path]], outputs: li
     load_image(args.reference, "reference")  # a bad reference (or keyframe) is refused before any actor starts
     keyframe = tuple(str(p) for p in args.keyframe) if args.keyframe else None
     if keyframe:
-        _keyframe(keyframe)
+        keyframe_requests.load_keyframe(*keyframe)
     device = args.device if args.device != "auto" else ("cuda" if resources.get("GPU", 0) >= 1 else "cpu")
     gpus = int(resources.get("GPU", 0)) if device.startswith("cuda") else 0
     actors = args.ray_actors or gpus or max(1, int(resources.get("CPU", 1)) // 2)
@@ -111,7 +112,8 @@ class _ColourActor:
         self.colorizer = Colorizer(checkpoint, device=device, bf16=bf16, crisp=crisp)
         self.reference = load_image(reference, "reference")  # read here: no large actor argument to keep
         self.outputs, self.resolution, self.delay_ms, self.overwrite = outputs, resolution, delay_ms, overwrite
-        self.key = _keyframe(keyframe) if keyframe else None  # segmented once per actor, as the server caches it
+        # segmented once per actor, as the server caches it
+        self.key = keyframe_requests.load_keyframe(*keyframe) if keyframe else None
         self.io = ThreadPoolExecutor(2, thread_name_prefix="irodori-io") if device.startswith("cuda") else None
 
     def __call__(self, batch: dict) -> dict:
@@ -143,8 +145,6 @@ class _ColourActor:
             if self.key is None:
                 results = self.colorizer.colorize(line, self.reference, self.outputs, self.resolution, hints=hints)
             else:  # as plain `colorize --keyframe`: the model's outputs, then the flats in the keyframe's colours
-                from backend.inference import keyframe_requests
-
                 results = self.colorizer.colorize(line, self.reference, keyframe_requests.model_outputs(self.outputs),
                                                   self.resolution, hints=hints)
                 results = keyframe_requests.finish(self.key, line, results)
@@ -164,13 +164,6 @@ class _ColourActor:
         except Exception as exc:  # raised where the result is asked for, as from a thread
             done.set_exception(exc)
         return done
-
-
-def _keyframe(paths: tuple[str, str]):
-    """The keyframe segmented and described (keyframes.keyframe); a bad one raises ValueError with the reason."""
-    from backend.inference import keyframes
-
-    return keyframes.keyframe(load_image(paths[0], "keyframe line art"), load_image(paths[1], "keyframe colouring"))
 
 
 class _ReadError(Exception):
