@@ -263,7 +263,7 @@ def test_bench_ray_section_says_when_ray_is_missing(monkeypatch, capsys):
 def test_serve_on_ray_many_clients_and_a_killed_replica(cluster, tiny_checkpoint):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     server = start_serving(endpoint, "serve", "--bind", endpoint, "--ray", cluster.address, "--replicas", "2",
-                           "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--delay-ms", "150",
+                           "--checkpoint", str(tiny_checkpoint), "--device", "cpu", "--delay-ms", "300",
                            env=cluster.env, timeout=180)
     try:
         with P.Client(endpoint, timeout=30) as client:
@@ -295,6 +295,9 @@ def test_serve_on_ray_many_clients_and_a_killed_replica(cluster, tiny_checkpoint
         def killer() -> None:
             for _ in range(12):  # a replica dies while the run is well under way
                 answered.acquire()
+            # An answer comes back when its batch is done, and the replicas may sit idle until the front end
+            # sends the next one: wait until that batch is inside the replicas' 300 ms, so the kill hits work.
+            time.sleep(0.15)
             _kill_one("ServeReplica:irodori:Colorizer")
 
         k = threading.Thread(target=killer)
