@@ -1,10 +1,10 @@
 """How the flats' regions hold on real drawings: figures on the shared anime faces, and the README's picture.
 
-`python -m training.regions_check faces ../shared/data/anime-faces-256 --count 200` makes line art from
-each face with the project's classical extractors (training/extract.py, default parameters) and reports,
-per extractor, the largest region's share of the canvas and the number of regions (the goals: no region
-over 60% of the canvas, at least 20 regions). The faces are training and evaluation input only: nothing
-made from them is written anywhere.
+`python -m training.regions_check faces ../shared/data/anime-faces-256` makes line art from every face
+(`--count N`: the first N) with the project's classical extractors (training/extract.py, default
+parameters) and reports, per extractor, the largest region's share of the canvas and the number of regions
+(the goals: no region over 60% of the canvas, at least 20 regions). The faces are training and evaluation
+input only: nothing made from them is written anywhere.
 
 `python -m training.regions_check sketches --size 512 --seeds 0-191` measures the regions against the drawn
 shapes of procedural sketches (training/sketches.py, hatched; ink on transparent for odd seeds, as in the
@@ -28,6 +28,7 @@ from training import extract
 EXTRACTORS = {"dilate": extract.dilate_diff, "xdog": extract.xdog, "highpass": extract.highpass}
 MAX_SHARE = 0.6  # the goals: no region over this share of the canvas ...
 MIN_REGIONS = 20  # ... and at least this many regions on every picture
+SHOW_FILES = 20  # failing pictures named in the report
 SHAPE_SHARE = 0.95  # a drawn shape is one region with this share of it in its main region; a region this pure
 
 
@@ -45,8 +46,9 @@ def region_stats(labels: np.ndarray) -> tuple[float, int]:
     return float(np.bincount(labels.ravel()).max() / labels.size), int(labels.max())
 
 
-def measure_faces(folder: Path, count: int, extractors: tuple[str, ...] = tuple(EXTRACTORS)) -> dict:
-    """Per extractor: the largest share and region count on each of the first `count` pictures, summed up."""
+def measure_faces(folder: Path, count: int | None, extractors: tuple[str, ...] = tuple(EXTRACTORS)) -> dict:
+    """Per extractor: the largest share and region count on each of the first `count` pictures (None: all),
+    summed up."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count]
     out = {}
     for name in extractors:
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="what", required=True)
     f = sub.add_parser("faces", help="region figures on a folder of colour pictures")
     f.add_argument("folder", type=Path)
-    f.add_argument("--count", type=int, default=200)
+    f.add_argument("--count", type=int, default=None, help="the first N pictures (default: all)")
     f.add_argument("--extractors", default=",".join(EXTRACTORS), help="comma-separated: " + ", ".join(EXTRACTORS))
     sk = sub.add_parser("sketches", help="region figures on procedural sketches against their drawn shapes")
     sk.add_argument("--size", type=int, default=512)
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:9s} {r['pictures']} pictures: largest region {r['largest_share_median']:.0%} median, "
               f"{r['largest_share_max']:.0%} at most; regions {r['regions_median']:.0f} median, {r['regions_min']} "
               f"at least; {r['failing']} miss a goal (> {MAX_SHARE:.0%} or < {MIN_REGIONS} regions)"
-              + (f": {' '.join(r['failing_files'])}" if r["failing"] else ""))
+              + (f": {' '.join(r['failing_files'][:SHOW_FILES])}" if r["failing"] else "")
+              + (f" and {r['failing'] - SHOW_FILES} more" if r["failing"] > SHOW_FILES else ""))
     return 0
 
 

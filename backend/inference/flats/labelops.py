@@ -102,7 +102,7 @@ INKED_SHARE = 0.5  # a border is a line where this share of it has ink on a side
 FAINT_SHARE = 0.7  # a thin region merges only across a line this much fainter than its darkest border
 HATCH_BORDER = 0.5  # two larger groups merge across a line under this share of each one's border ...
 BAND_SHARE = 0.5  # ... and at most this share as dark as the rest of their lines, on average
-FAINT_SPREAD, FAINT_SLACK = 1.2, 4  # ... and about as faint as its faintest: up to 1.2 x that + 4
+FAINT_SPREAD, FAINT_SLACK = 1.1, 4  # ... and about as faint as its faintest: up to 1.1 x that + 4
 OUTLINE_LENGTH = 4.0  # a group's outline: its darkest border this many thin widths long or more (short ones are noise)
 
 

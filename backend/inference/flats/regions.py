@@ -49,8 +49,10 @@ COARSE_MIN_RADIUS = 2.0  # ... those of balls of at least this radius in coarse 
 MIN_BIRTH = 2.0  # a region is found at a ball level once its centres cover this many r^2 (the last level: any)
 SMALL_SHARE = 1e-4  # regions under this share of the canvas are small (and at least config.min_region px)
 SLIVER_FACTOR = 4  # regions no ball fits in are small up to this many times that
-THIN_RADIUS = 5.0  # px: a region no wider than twice this (or than 2 x THIN_PER_LINE_WIDTH line widths)
-THIN_PER_LINE_WIDTH = 2.0  # ... is thin (the strips between hatching strokes: see labelops.merge_small)
+THIN_RADIUS = 4.0  # px: a region no wider than twice this (or than 2 x THIN_PER_LINE_WIDTH line widths)
+THIN_PER_LINE_WIDTH = 1.0  # ... is thin (the strips between hatching strokes: see labelops.merge_small);
+# hatching 4-8 px apart leaves strips up to 8 px wide, while wider made the eyes and strands of a small face
+# with soft lines "strips" too (docs/performance.md, "the thin rule narrowed")
 THIN_SHARE = 0.05  # ... while under this share of the canvas
 
 
