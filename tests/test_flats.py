@@ -600,6 +600,22 @@ def _circle_sketch(ink: tuple[int, ...], paper: tuple[int, ...], width: int = 1,
     return np.asarray(big.resize((size, size), Image.BOX))
 
 
+@pytest.mark.parametrize("faint", [120, 170])
+def test_a_lone_band_beside_a_dark_line_is_no_strip_of_hatching(faint):
+    # A band 8 px wide (a strand, an eye's white under a dark lid) between a black line and a faint one, on a
+    # 256 px face: thin like a strip of hatching, but with a faint line on one side only. It stays a region;
+    # it merged across its faint line into the face when every thin region did.
+    k, size = 4, 256
+    big = Image.new("L", (size * k, size * k), 255)
+    draw = ImageDraw.Draw(big)
+    draw.ellipse([28 * k, 28 * k, 228 * k, 228 * k], outline=0, width=3 * k)
+    draw.line([30 * k, 100 * k, 226 * k, 100 * k], fill=0, width=3 * k)
+    draw.line([30 * k, 108 * k, 226 * k, 108 * k], fill=faint, width=2 * k)
+    labels = segment(np.asarray(big.resize((size, size), Image.BOX)))
+    band, above, below = labels[104, 128], labels[60, 128], labels[160, 128]
+    assert len({band, above, below, labels[5, 5]}) == 4 and labels.max() == 4
+
+
 def test_soft_grey_hairlines_are_ink():
     # A 1 px pencil-grey outline never reaches the old fixed threshold (128), yet closes its shape.
     line = _circle_sketch((170,), (248,))

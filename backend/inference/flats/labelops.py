@@ -200,7 +200,9 @@ def merge_small(labels: np.ndarray, ink_dark: np.ndarray, size: np.ndarray, limi
     - A thin region (inradius <= thin, size below `thin_cap`: the strips between hatching strokes) merges
       with every neighbour across a line about as faint as its faintest border and clearly fainter than
       its darkest: hatching is drawn lighter than the outlines round it, and the strips of a band of
-      hatching join the areas on both sides of it. A thin shape drawn all round with one line stays.
+      hatching join the areas on both sides of it. A thin shape drawn all round with one line stays, and
+      so does a lone thin region with such a line on one side only (an eye's white under a dark lid), but
+      for a thin neighbour.
     - Once no small or thin group merges any more, two other groups merge across a line that is a short
       stretch of both their borders (under HATCH_BORDER of each) and clearly fainter than the rest of their
       lines (BAND_SHARE of their mean darkness): the areas either side of a band of hatching, which the
@@ -264,6 +266,12 @@ def merge_small(labels: np.ndarray, ink_dark: np.ndarray, size: np.ndarray, limi
         spread = mean_dark <= FAINT_SPREAD * faintest[src] + FAINT_SLACK
         faint = spread & (mean_dark <= FAINT_SHARE * darkest[src])
         across = ~pick & is_thin[src] & faint & ~is_small[dst]  # a small one picks its own neighbour
+        # A strip of hatching has faint lines on both sides; a lone thin region with one faint line (an eye's
+        # white under a dark lid, a strand) is no strip: it joins across that line only another thin one.
+        lone = np.bincount(parent, minlength=n) == 1
+        clear = is_thin[src] & (mean_dark <= FAINT_SHARE * darkest[src]) & ~is_small[dst]
+        sides = np.bincount(src[clear], minlength=n)  # neighbours across a clearly fainter line
+        across &= ~lone[src] | (sides[src] >= 2) | is_thin[dst]
         join_src, join_dst = np.concatenate([s_src[first], src[across]]), np.concatenate([s_dst[first], dst[across]])
         if not len(join_src):  # the small and thin pieces are settled: the groups either side of hatching
             band &= ~is_small[lo] & ~is_small[hi] & ~is_thin[lo] & ~is_thin[hi]
