@@ -125,7 +125,7 @@ def cluster():
         c.stop()
 
 
-def _kill_one(title: str, timeout: float = 60.0) -> int:
+def _kill_one(title: str, timeout: float = 60.0, poll: float = 0.1) -> int:
     """SIGKILL one Ray worker process whose title contains `title` (as a crash would end it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,7 +133,7 @@ def _kill_one(title: str, timeout: float = 60.0) -> int:
         if pids:
             os.kill(pids[0], signal.SIGKILL)
             return pids[0]
-        time.sleep(0.1)
+        time.sleep(poll)
     raise AssertionError(f"no process {title!r} to kill")
 
 
@@ -296,9 +296,9 @@ def test_serve_on_ray_many_clients_and_a_killed_replica(cluster, tiny_checkpoint
             for _ in range(12):  # a replica dies while the run is well under way
                 answered.acquire()
             # An answer comes back when its batch is done, and the replicas may sit idle until the front end
-            # sends the next one: wait until that batch is inside the replicas' 300 ms, so the kill hits work.
-            time.sleep(0.15)
-            _kill_one("ServeReplica:irodori:Colorizer")
+            # sends the next one: kill a replica whose process title says it is handling a request (Ray names
+            # the method a worker runs there), so the kill hits work in flight.
+            _kill_one("ServeReplica:irodori:Colorizer.handle_request", poll=0.01)
 
         k = threading.Thread(target=killer)
         k.start()
