@@ -33,30 +33,40 @@ def dilate_diff(image: np.ndarray, size: int = 3, gain: float = 2.5, per_channel
 
 
 def xdog(image: np.ndarray, sigma: float = 0.5, k: float = 4.5, gamma: float = 0.97, eps: float = -0.01,
-         phi: float = 60.0) -> np.ndarray:
+         phi: float = 60.0, per_channel: bool = True) -> np.ndarray:
     """eXtended Difference of Gaussians: D = G_sigma - gamma * G_(k sigma), soft-thresholded with tanh.
 
     Flat regions give D = (1 - gamma) * grey >= 0, so they stay paper; dark strokes and the dark side of an
-    edge go negative and become ink. eps moves the threshold, phi sets how hard it is.
+    edge go negative and become ink. eps moves the threshold, phi sets how hard it is. per_channel: run it on
+    R, G and B and keep the darkest ink, so an edge between colours of equal lightness (dark hair on a dark
+    blue sky) is drawn as a person would draw it; on grey pictures it is the same as on their luminance.
     """
-    grey = luminance(image)
-    d = ndimage.gaussian_filter(grey, sigma) - gamma * ndimage.gaussian_filter(grey, sigma * k)
-    line = np.where(d >= eps, 1.0, 1.0 + np.tanh(phi * (d - eps)))
+    src = _channels(image, per_channel)
+    s = (sigma, sigma, 0)
+    d = ndimage.gaussian_filter(src, s) - gamma * ndimage.gaussian_filter(src, tuple(x * k for x in s))
+    line = np.where(d >= eps, 1.0, 1.0 + np.tanh(phi * (d - eps))).min(axis=2)
     return np.clip(line, 0.0, 1.0).astype(np.float32)
+
+
+def _channels(image: np.ndarray, per_channel: bool) -> np.ndarray:
+    """(H,W,C) float32: R, G and B, or the luminance alone as one channel."""
+    return image.astype(np.float32) if (per_channel and image.ndim == 3) else luminance(image)[..., None]
 
 
 HIGHPASS_SCALE_PERCENTILE = 99.5  # high-pass: the strongest strokes set the scale, not its single darkest pixel
 HIGHPASS_MIN_SCALE = 0.05  # ... at least this (grey levels in [0, 1]): a nearly blank picture's noise stays paper
 
 
-def highpass(image: np.ndarray, sigma: float = 3.0, threshold: float = 0.12, gain: float = 3.0) -> np.ndarray:
+def highpass(image: np.ndarray, sigma: float = 3.0, threshold: float = 0.12, gain: float = 3.0,
+             per_channel: bool = True) -> np.ndarray:
     """Blur minus image (the classical cousin of sketchKeras): positive where a pixel is darker than its
     surroundings; normalised by the strength of its strongest strokes (the 99.5th percentile), thresholded
     at `threshold`, scaled by `gain`. Normalised by its maximum instead, a few black pixels (a pupil, a thin
     black line) set the scale and the softer edges of a picture, dark hair against the background among
-    them, fall under the threshold: the line art then loses the silhouettes a person would draw."""
-    grey = luminance(image)
-    hp = ndimage.gaussian_filter(grey, sigma) - grey
+    them, fall under the threshold: the line art then loses the silhouettes a person would draw.
+    per_channel: the largest of R's, G's and B's high-pass, as in `xdog`."""
+    src = _channels(image, per_channel)
+    hp = (ndimage.gaussian_filter(src, (sigma, sigma, 0)) - src).max(axis=2)
     hp = hp / max(float(np.percentile(hp, HIGHPASS_SCALE_PERCENTILE)), HIGHPASS_MIN_SCALE)
     return (1.0 - np.clip((hp - threshold) * gain, 0.0, 1.0)).astype(np.float32)
 
@@ -87,9 +97,10 @@ def random_lines(image: np.ndarray, rng: np.random.Generator, extractors: tuple[
                            per_channel=bool(rng.random() < 0.7))
     elif name == "xdog":
         line = xdog(image, sigma=rng.uniform(0.3, 0.6), k=float(rng.choice([1.6, 4.5])), gamma=rng.uniform(0.95, 0.98),
-                    eps=rng.uniform(-0.03, 0.0), phi=rng.uniform(20.0, 200.0))
+                    eps=rng.uniform(-0.03, 0.0), phi=rng.uniform(20.0, 200.0), per_channel=bool(rng.random() < 0.7))
     elif name == "highpass":
-        line = highpass(image, sigma=rng.uniform(1.5, 3.0), threshold=rng.uniform(0.1, 0.18), gain=rng.uniform(2.0, 5.0))
+        line = highpass(image, sigma=rng.uniform(1.5, 3.0), threshold=rng.uniform(0.1, 0.18), gain=rng.uniform(2.0, 5.0),
+                        per_channel=bool(rng.random() < 0.7))
     elif name == "hed":  # learned edges (training.hed); it draws its own look, and needs the set-up weights
         from training.hed import hed_lines
 
