@@ -64,10 +64,15 @@ def highpass(image: np.ndarray, sigma: float = 3.0, threshold: float = 0.12, gai
     at `threshold`, scaled by `gain`. Normalised by its maximum instead, a few black pixels (a pupil, a thin
     black line) set the scale and the softer edges of a picture, dark hair against the background among
     them, fall under the threshold: the line art then loses the silhouettes a person would draw.
-    per_channel: the largest of R's, G's and B's high-pass, as in `xdog`."""
-    src = _channels(image, per_channel)
-    hp = (ndimage.gaussian_filter(src, (sigma, sigma, 0)) - src).max(axis=2)
-    hp = hp / max(float(np.percentile(hp, HIGHPASS_SCALE_PERCENTILE)), HIGHPASS_MIN_SCALE)
+    per_channel: the largest of R's, G's and B's high-pass, as in `xdog`, on the scale of the luminance's:
+    it adds the edges between colours to the strokes, while scaled by its own strongest (colour) edges, a
+    saturated background pushed a face's softer lines under the threshold."""
+    grey = luminance(image)
+    hp = ndimage.gaussian_filter(grey, sigma) - grey
+    scale = max(float(np.percentile(hp, HIGHPASS_SCALE_PERCENTILE)), HIGHPASS_MIN_SCALE)
+    if per_channel and image.ndim == 3:
+        hp = (ndimage.gaussian_filter(image, (sigma, sigma, 0)) - image).max(axis=2)
+    hp = hp / scale
     return (1.0 - np.clip((hp - threshold) * gain, 0.0, 1.0)).astype(np.float32)
 
 
