@@ -707,17 +707,11 @@ def test_colour_edges_close_dark_hair_against_the_background(extractor, name):
     # Line art on luminance alone draws no line where dark hair meets a background as dark in another hue,
     # and hair and background became one region over 60% of the canvas; per colour channel the extractors
     # draw that silhouette (training/extract.py), and these faces meet both goals.
-    from PIL import Image
+    from training.regions_check import MAX_SHARE, face_line_art, region_stats
 
-    from training import extract
-    from training.regions_check import MAX_SHARE, region_stats
-
-    _assert_face_goals(_faces() / f"{name}.jpg", extractor)
-
-    with Image.open(_faces() / f"{name}.jpg") as img:
-        rgb = np.asarray(img.convert("RGB"), np.float32) / 255.0
-    luminance_only = getattr(extract, extractor)(rgb, per_channel=False)
-    assert region_stats(segment((luminance_only * 255.0 + 0.5).astype(np.uint8)))[0] > MAX_SHARE
+    path = _faces() / f"{name}.jpg"
+    _assert_face_goals(path, extractor)
+    assert region_stats(segment(face_line_art(path, extractor, per_channel=False)))[0] > MAX_SHARE
 
 
 def test_highpass_line_art_keeps_soft_edges_beside_black_lines():

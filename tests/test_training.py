@@ -129,7 +129,6 @@ def test_extractors_find_edges_and_leave_flat_paper():
     assert len(styles) > 4  # extractor and parameters vary per call
 
 
-
 def test_extractors_draw_edges_between_colours_of_equal_lightness():
     # Dark hair on a dark blue sky differs in hue, not in lightness: a person draws its silhouette, and the
     # faces' regions leaked into the background where the luminance extractors drew none.
@@ -138,12 +137,14 @@ def test_extractors_draw_edges_between_colours_of_equal_lightness():
     img[:, 32:] = (0.15, 0.25, 0.20)  # ... against green-grey: the same luminance to 0.001
     assert abs(float(extract.luminance(img[:1, :1]).item()) - float(extract.luminance(img[:1, -1:]).item())) < 0.001
     for fn in (extract.xdog, extract.highpass, extract.dilate_diff):
-        assert fn(img)[8:56, 28:36].min(axis=1).max() < 0.5  # the edge is ink all along
-        assert fn(img)[8:56, 4:20].min() > 0.9 and fn(img)[8:56, 44:60].min() > 0.9  # the areas stay paper
+        line = fn(img)
+        assert line[8:56, 28:36].min(axis=1).max() < 0.5  # the edge is ink all along
+        assert line[8:56, 4:20].min() > 0.9 and line[8:56, 44:60].min() > 0.9  # the areas stay paper
         assert fn(img, per_channel=False).min() > 0.9  # on luminance alone there is no edge at all
     grey = np.random.default_rng(0).random((32, 32)).astype(np.float32)
     for fn in (extract.xdog, extract.highpass):  # on grey pictures, the same as on their luminance
         np.testing.assert_array_equal(fn(np.repeat(grey[..., None], 3, 2)), fn(grey, per_channel=False))
+
 
 def test_folder_data_skips_corrupt_files_and_pairs_lines(art):
     with pytest.warns(UserWarning, match="broken.png"):

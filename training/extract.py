@@ -18,17 +18,19 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return (rgb @ LUMA).astype(np.float32) if rgb.ndim == 3 else rgb.astype(np.float32)
 
 
+def _channels(image: np.ndarray, per_channel: bool) -> np.ndarray:
+    """(H,W,C) float32: R, G and B, or the luminance alone as one channel."""
+    return image.astype(np.float32) if (per_channel and image.ndim == 3) else luminance(image)[..., None]
+
+
 def dilate_diff(image: np.ndarray, size: int = 3, gain: float = 2.5, per_channel: bool = True) -> np.ndarray:
     """Dilate (grey max filter) then subtract: edges light up where a darker region meets a lighter one.
 
     per_channel: take the largest difference over R, G and B, so edges between colours of equal lightness
     (red hair on green clothes) still give a line.
     """
-    src = image if (per_channel and image.ndim == 3) else luminance(image)
-    shape = (size, size, 1) if src.ndim == 3 else (size, size)
-    diff = ndimage.grey_dilation(src, size=shape) - src
-    if diff.ndim == 3:
-        diff = diff.max(axis=2)
+    src = _channels(image, per_channel)
+    diff = (ndimage.grey_dilation(src, size=(size, size, 1)) - src).max(axis=2)
     return (1.0 - np.clip(diff * gain, 0.0, 1.0)).astype(np.float32)
 
 
@@ -46,11 +48,6 @@ def xdog(image: np.ndarray, sigma: float = 0.5, k: float = 4.5, gamma: float = 0
     d = ndimage.gaussian_filter(src, s) - gamma * ndimage.gaussian_filter(src, tuple(x * k for x in s))
     line = np.where(d >= eps, 1.0, 1.0 + np.tanh(phi * (d - eps))).min(axis=2)
     return np.clip(line, 0.0, 1.0).astype(np.float32)
-
-
-def _channels(image: np.ndarray, per_channel: bool) -> np.ndarray:
-    """(H,W,C) float32: R, G and B, or the luminance alone as one channel."""
-    return image.astype(np.float32) if (per_channel and image.ndim == 3) else luminance(image)[..., None]
 
 
 HIGHPASS_SCALE_PERCENTILE = 99.5  # high-pass: the strongest strokes set the scale, not its single darkest pixel
@@ -71,7 +68,8 @@ def highpass(image: np.ndarray, sigma: float = 3.0, threshold: float = 0.12, gai
     hp = ndimage.gaussian_filter(grey, sigma) - grey
     scale = max(float(np.percentile(hp, HIGHPASS_SCALE_PERCENTILE)), HIGHPASS_MIN_SCALE)
     if per_channel and image.ndim == 3:
-        hp = (ndimage.gaussian_filter(image, (sigma, sigma, 0)) - image).max(axis=2)
+        src = _channels(image, per_channel)
+        hp = (ndimage.gaussian_filter(src, (sigma, sigma, 0)) - src).max(axis=2)
     hp = hp / scale
     return (1.0 - np.clip((hp - threshold) * gain, 0.0, 1.0)).astype(np.float32)
 

@@ -32,13 +32,13 @@ SHOW_FILES = 20  # failing pictures named in the report
 SHAPE_SHARE = 0.95  # a drawn shape is one region with this share of it in its main region; a region this pure
 
 
-def face_line_art(path: Path, extractor: str) -> np.ndarray:
-    """(H, W) uint8 line art (255 = paper) of the colour picture at `path`."""
+def face_line_art(path: Path, extractor: str, **options) -> np.ndarray:
+    """(H, W) uint8 line art (255 = paper) of the colour picture at `path`; `options` go to the extractor."""
     from PIL import Image
 
     with Image.open(path) as img:
         rgb = np.asarray(img.convert("RGB"), np.float32) / 255.0
-    return (np.clip(EXTRACTORS[extractor](rgb), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return (np.clip(EXTRACTORS[extractor](rgb, **options), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def region_stats(labels: np.ndarray) -> tuple[float, int]:
