@@ -125,11 +125,21 @@ def cluster():
         c.stop()
 
 
-def _kill_one(title: str, timeout: float = 60.0, poll: float = 0.1) -> int:
-    """SIGKILL one Ray worker process whose title contains `title` (as a crash would end it)."""
+def _sleeping(pid: int) -> bool:
+    """Whether a thread of `pid` is in a timed sleep (a replica's `--delay-ms`: a request in flight)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        return any(Path(f"/proc/{pid}/task/{t}/wchan").read_text() == "hrtimer_nanosleep" for t in tasks)
+    except OSError:  # it ended, or a thread did
+        return False
+
+
+def _kill_one(title: str, timeout: float = 60.0, poll: float = 0.1, busy: bool = False) -> int:
+    """SIGKILL one Ray worker process whose title contains `title` (as a crash would end it); `busy`: one
+    that is in the middle of a request (see _sleeping)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids = [p for p in _pids_with(title) if p != os.getpid()]
+        pids = [p for p in _pids_with(title) if p != os.getpid() and (not busy or _sleeping(p))]
         if pids:
             os.kill(pids[0], signal.SIGKILL)
             return pids[0]
@@ -296,9 +306,10 @@ def test_serve_on_ray_many_clients_and_a_killed_replica(cluster, tiny_checkpoint
             for _ in range(12):  # a replica dies while the run is well under way
                 answered.acquire()
             # An answer comes back when its batch is done, and the replicas may sit idle until the front end
-            # sends the next one: kill a replica whose process title says it is handling a request (Ray names
-            # the method a worker runs there), so the kill hits work in flight.
-            _kill_one("ServeReplica:irodori:Colorizer.handle_request", poll=0.01)
+            # sends the next one: kill a replica while it sleeps its --delay-ms inside a request, so the kill
+            # hits work in flight. (Ray's process title, "...handle_request...", lags: it can still name the
+            # method on an idle replica.)
+            _kill_one("ServeReplica:irodori:Colorizer", poll=0.01, busy=True)
 
         k = threading.Thread(target=killer)
         k.start()
