@@ -9,6 +9,8 @@ TESTED := $(VENV)/.test-extras-stamp
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@avail=$$(df -Pk . | awk 'NR==2 {print $$4}'); test "$$avail" -ge 8388608 || \
+		echo "WARNING: $$((avail / 1048576)) GiB free here; PyTorch needs about 6 GiB in $(VENV): free some space if pip stops with 'No space left on device'"
 	@echo "installing Irodori and its dependencies into $(VENV) (torch is large: the first time takes a few minutes)"
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[weights]'
 	@touch $(STAMP)

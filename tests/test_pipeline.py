@@ -176,7 +176,24 @@ def test_demo_writes_the_overview_and_the_flats_picture(tmp_path, tiny_checkpoin
     assert overview.shape[0] == 3 * 192 + 2 * 4  # one row per sketch
     flats_row = load_image(tmp_path / "flats.png")
     assert flats_row.shape[0] == 192 and flats_row.shape[1] == 5 * 192 + 4 * 4  # five square tiles
-    assert "flats under the line art" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "flats under the line art" in out
+    assert not (tmp_path / "hints.png").exists() and "hint dots" not in out  # the tiny model takes no hints
+
+
+def test_demo_with_a_hint_model_shows_each_dot_in_exactly_its_colour(tmp_path):
+    from backend.tools.demo import HINT_DOTS
+    from helpers import make_tiny_hint_checkpoint
+
+    ckpt = make_tiny_hint_checkpoint(tmp_path / "tiny-hints")
+    assert cli(["demo", "--out", str(tmp_path / "out"), "--checkpoint", str(ckpt), "--device", "cpu"]) == 0
+    row = load_image(tmp_path / "out" / "hints.png")
+    assert row.shape == (256, 5 * 256 + 4 * 4, 3)  # line art | reference | colour | dots | colour with hints
+    plain, dots, hinted = (row[:, i * 260:i * 260 + 256].astype(int) for i in (2, 3, 4))
+    for colour, centres in HINT_DOTS.items():
+        for y, x in centres:  # each dot's area takes its colour exactly, whatever the untrained model says
+            assert tuple(dots[y, x]) == colour and tuple(hinted[y, x]) == colour
+    assert np.abs(hinted - plain).mean() > 5  # whole areas changed, not just the dots
 
 
 _ALLOCATOR_PROBE = """

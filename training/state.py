@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 STATE_FORMAT = "irodori-train-state"
 STATE_VERSION = 1
 STATE_PREFIX = "step_"
-# Fields that may differ between a run and its --resume (they do not change what is computed).
+# Fields that may differ between a run and its --resume: they do not change what is computed, except `steps`,
+# which lengthens (or ends early) a run, a cosine schedule then stretching to the new last step.
 RESUME_SAFE = {"steps", "log_every", "sample_every", "samples", "checkpoint_every", "keep_last", "export_every",
                "progress", "compile", "threads", "data.workers"}
 # Test-only hook (environment): sleep inside the write of one state, to kill a run mid-write.

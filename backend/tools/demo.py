@@ -63,4 +63,36 @@ def main(args: argparse.Namespace) -> int:
     flats_picture = save_image(args.out / "flats.png", side_by_side(
         [sketch, refs[0], result["color"], result["flats"], under_lines], height=192))
     print(f"and {flats_picture}: line art | reference | colour | flats | flats under the line art")
+    if colorizer.takes_hints:
+        hints_picture = save_image(args.out / "hints.png", hinted_row(colorizer, load_image(sketches[1]), refs[0]))
+        print(f"and {hints_picture}: line art | reference | colour | hint dots | colour with the hints")
     return 0
+
+
+# The hint dots of the hints picture (README, docs/hints.png): colour -> (y, x) centres on the second
+# bundled sketch (256 px): blue hair, a yellow top, a pale green background.
+HINT_DOTS = {(40, 70, 200): [(45, 115), (60, 150), (120, 96), (130, 190), (75, 190), (80, 100)],
+             (240, 200, 60): [(225, 150), (215, 120), (215, 180)],
+             (200, 235, 200): [(30, 30), (150, 30), (150, 235), (20, 230)]}
+HINT_RADIUS = 3
+
+
+def hint_layer(shape: tuple[int, int], dots: dict = HINT_DOTS) -> np.ndarray:
+    """(H, W, 4) RGBA: the dots as a user paints them on a hint layer, transparent elsewhere."""
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w]
+    layer = np.zeros((h, w, 4), np.uint8)
+    for colour, centres in dots.items():
+        for y, x in centres:
+            layer[(yy - y) ** 2 + (xx - x) ** 2 <= HINT_RADIUS ** 2] = (*colour, 255)
+    return layer
+
+
+def hinted_row(colorizer, sketch: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """One row: line art | reference | colour without hints | the dots on the line art | colour with them."""
+    line = sketch if sketch.ndim == 2 else sketch[..., 0]
+    hints = hint_layer(line.shape)
+    plain = colorizer.colorize(line, reference, ("color",))["color"]
+    hinted = colorizer.colorize(line, reference, ("color",), hints=hints)["color"]
+    dotted = np.where(hints[..., 3:] > 0, hints[..., :3], np.repeat(line[..., None], 3, 2))
+    return side_by_side([line, reference, plain, dotted, hinted], height=line.shape[0])
