@@ -126,10 +126,12 @@ def cluster():
 
 
 def _sleeping(pid: int) -> bool:
-    """Whether a thread of `pid` is in a timed sleep (a replica's `--delay-ms`: a request in flight)."""
+    """Whether a thread of `pid` sleeps a replica's `--delay-ms` (a request in flight): it is named so meanwhile."""
+    from backend.service.ray_serve import DELAY_THREAD_NAME
+
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
-        return any(Path(f"/proc/{pid}/task/{t}/wchan").read_text() == "hrtimer_nanosleep" for t in tasks)
+        return any(Path(f"/proc/{pid}/task/{t}/comm").read_text().strip() == DELAY_THREAD_NAME for t in tasks)
     except OSError:  # it ended, or a thread did
         return False
 
@@ -308,7 +310,7 @@ def test_serve_on_ray_many_clients_and_a_killed_replica(cluster, tiny_checkpoint
             # An answer comes back when its batch is done, and the replicas may sit idle until the front end
             # sends the next one: kill a replica while it sleeps its --delay-ms inside a request, so the kill
             # hits work in flight. (Ray's process title, "...handle_request...", lags: it can still name the
-            # method on an idle replica.)
+            # method on an idle replica; and other threads of an idle replica sleep too.)
             _kill_one("ServeReplica:irodori:Colorizer", poll=0.01, busy=True)
 
         k = threading.Thread(target=killer)

@@ -32,6 +32,9 @@ APP = "irodori"  # the Ray Serve application name
 # Ray starts its workers at niceness +15, so a model actor loses its cores to anything else on the machine;
 # the model is the job here: its actors run at the node's own priority, as a plain `irodori serve` would
 MODEL_ACTOR_ENV = {"env_vars": {"RAY_worker_niceness": "0"}}
+# While a replica sleeps its --delay-ms inside a request, the sleeping thread bears this name (Linux: in
+# /proc/PID/task/TID/comm), so a test can kill a replica in the middle of a request: Ray's process title lags.
+DELAY_THREAD_NAME = "irodori-delay"
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> dict:
@@ -88,9 +91,27 @@ class ColourReplica:
                  hints: np.ndarray | None = None) -> dict[str, np.ndarray]:
         with self._lock:
             if self.delay_ms:
-                time.sleep(self.delay_ms / 1e3)
+                _named_sleep(self.delay_ms / 1e3, DELAY_THREAD_NAME)
             extra = {} if hints is None else {"hints": hints}  # a model without hints is never asked about them
             return self.colorizer.colorize(lineart, reference, outputs, resolution, **extra)
+
+
+def _named_sleep(seconds: float, name: str) -> None:
+    """time.sleep with this thread named `name` meanwhile, where the system lets a thread rename itself."""
+    comm = Path(f"/proc/self/task/{threading.get_native_id()}/comm")
+    try:
+        old = comm.read_text().rstrip("\n")
+        comm.write_text(name)
+    except OSError:
+        old = None
+    try:
+        time.sleep(seconds)
+    finally:
+        if old is not None:
+            try:
+                comm.write_text(old)
+            except OSError:
+                pass
 
 
 class RayColorizer:
