@@ -120,10 +120,12 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _base_env(home: Path, extra: dict[str, str] | None) -> dict[str, str]:
-    """A small, explicit environment: a private HOME/XDG tree so runs never touch the user's profile."""
+    """A small, explicit environment: a private HOME/XDG tree so runs never touch the user's profile, and a
+    private TMPDIR, so the swap files and frame caches Krita leaves behind go with the run's folder."""
     runtime = home / "runtime"
     runtime.mkdir(parents=True, exist_ok=True)
     runtime.chmod(0o700)
+    (home / "tmp").mkdir(exist_ok=True)
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         "LANG": "C.UTF-8",
@@ -132,6 +134,7 @@ def _base_env(home: Path, extra: dict[str, str] | None) -> dict[str, str]:
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_CACHE_HOME": str(home / ".cache"),
         "XDG_RUNTIME_DIR": str(runtime),
+        "TMPDIR": str(home / "tmp"),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",  # kritarunner exits without flushing Python's stdout: buffered prints are lost
     }

@@ -5,6 +5,7 @@ Install: sh tests/hosts/krita.sh ; sh tests/hosts/gimp.sh (as root).
 """
 from __future__ import annotations
 
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -156,6 +157,12 @@ def test_krita_loads_only_enabled_plugins_from_fresh_profile(tmp_path):
     assert "Ext_irodori_off" not in run.result["extensions"]
 
 
+def krita_leftovers() -> set[str]:
+    """What Krita leaves in the system's temporary folder: an empty swap file and a frame cache folder a run."""
+    return {p.name for p in Path(tempfile.gettempdir()).iterdir()
+            if p.name.startswith(("KRITA_SWAP_FILE_", "KritaFrameCache"))}
+
+
 @pytest.mark.krita
 def test_krita_screenshot_shows_the_open_document(tmp_path):
     hostlib.require_krita(gui=True)
@@ -163,9 +170,12 @@ def test_krita_screenshot_shows_the_open_document(tmp_path):
     doc[50:250, 50:350] = (220, 60, 40)
     Image.fromarray(doc).save(tmp_path / "doc.png")
     shot = tmp_path / "shot.png"
+    before = krita_leftovers()
     run = hostlib.krita_screenshot(None, shot, document=tmp_path / "doc.png", size=(1024, 768), delay=3,
                                    startup='emit({"open": [d.fileName() for d in Krita.instance().documents()]})')
     assert run.result == {"open": [str(tmp_path / "doc.png")]}
+    # Krita's swap file and frame cache went to the run's own TMPDIR (hostlib._base_env), deleted with it
+    assert krita_leftovers() - before == set()
     pixels = np.asarray(Image.open(shot))
     assert pixels.shape == (768, 1024, 3)
     # The canvas shows the document's red block (sRGB, shown unchanged) over a good part of the screen,
