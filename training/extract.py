@@ -68,7 +68,7 @@ def highpass(image: np.ndarray, sigma: float = 3.0, threshold: float = 0.12, gai
     hp = ndimage.gaussian_filter(grey, sigma) - grey
     scale = max(float(np.percentile(hp, HIGHPASS_SCALE_PERCENTILE)), HIGHPASS_MIN_SCALE)
     if per_channel and image.ndim == 3:
-        src = _channels(image, per_channel)
+        src = image.astype(np.float32)
         hp = (ndimage.gaussian_filter(src, (sigma, sigma, 0)) - src).max(axis=2)
     hp = hp / scale
     return (1.0 - np.clip((hp - threshold) * gain, 0.0, 1.0)).astype(np.float32)
