@@ -557,9 +557,10 @@ def test_real_looking_drawings_each_shape_is_one_region(seed):
     _assert_regions_follow_the_shapes(sketch, segment(sketch.line))
 
 
-# Seeds 0-23, and the later ones that the strips in the middle of hatching made pass (7 of 192 hatched
-# drawings still fail one way or another: README, "Flats").
-HATCHED_SEEDS = [*range(24), 33, 72, 117, 121, 167]
+# Seeds 0-23, the later ones that the strips in the middle of hatching made pass, and 161, whose inner
+# shape, drawn as faint as the hatching round it, merged into it through the strips beside its outline
+# (6 of 192 hatched drawings still fail one way or another: README, "Flats").
+HATCHED_SEEDS = [*range(24), 33, 72, 117, 121, 161, 167]
 
 
 @pytest.mark.parametrize("seed", HATCHED_SEEDS)
@@ -701,7 +702,16 @@ def test_small_parts_of_a_small_face_are_not_hatching(extractor, name):
     _assert_face_goals(_faces() / f"{name}.jpg", extractor)
 
 
-@pytest.mark.parametrize("extractor, name", [("highpass", "0855"), ("highpass", "1916"), ("highpass", "2636"),
+@pytest.mark.parametrize("name", ["2859", "2064", "3029", "2023"])
+def test_a_strand_drawn_like_the_outline_beside_it_stays_apart(name):
+    # Dilate-and-diff line art draws a face's outline and the strands beside it with the same soft line: the
+    # thin regions between them joined the face and the hair or background round it across that line, and
+    # these faces had their largest region over 60% or under 20 regions. A thin region now joins a wide
+    # neighbour only across a line clearly fainter than that neighbour's own outline.
+    _assert_face_goals(_faces() / f"{name}.jpg", "dilate")
+
+
+@pytest.mark.parametrize("extractor, name", [("highpass", "0481"), ("highpass", "0855"), ("highpass", "2636"),
                                              ("xdog", "0616")])
 def test_colour_edges_close_dark_hair_against_the_background(extractor, name):
     # Line art on luminance alone draws no line where dark hair meets a background as dark in another hue,

@@ -100,6 +100,8 @@ MERGE_ROUNDS = 16  # a small piece merged into a small piece goes on merging
 FAINT_STEP = 32  # lines whose darkness differs by less than this count as equally faint
 INKED_SHARE = 0.5  # a border is a line where this share of it has ink on a side (else it is a closed gap)
 FAINT_SHARE = 0.7  # a thin region merges only across a line this much fainter than its darkest border
+# (and than the outline of a wide neighbour, unless that one is at most PIECE_WIDTHS thin widths wide)
+PIECE_WIDTHS = 2.0
 HATCH_BORDER = 0.5  # two larger groups merge across a line under this share of each one's border ...
 BAND_SHARE = 0.5  # ... and at most this share as dark as the rest of their lines, on average
 FAINT_SPREAD, FAINT_SLACK = 1.1, 4  # ... and about as faint as its faintest: up to 1.1 x that + 4
@@ -202,7 +204,9 @@ def merge_small(labels: np.ndarray, ink_dark: np.ndarray, size: np.ndarray, limi
       its darkest: hatching is drawn lighter than the outlines round it, and the strips of a band of
       hatching join the areas on both sides of it. A thin shape drawn all round with one line stays, and
       so does a lone thin region with such a line on one side only (an eye's white under a dark lid), but
-      for a thin neighbour.
+      for a thin neighbour. Nor does a thin region join a wide neighbour across a line as dark as that
+      neighbour's own outline: a strand beside a face drawn with the same soft line, a strip beside a
+      shape drawn inside the hatching as faintly as the hatching.
     - Once no small or thin group merges any more, two other groups merge across a line that is a short
       stretch of both their borders (under HATCH_BORDER of each) and clearly fainter than the rest of their
       lines (BAND_SHARE of their mean darkness): the areas either side of a band of hatching, which the
@@ -272,6 +276,13 @@ def merge_small(labels: np.ndarray, ink_dark: np.ndarray, size: np.ndarray, limi
         clear = is_thin[src] & (mean_dark <= FAINT_SHARE * darkest[src]) & ~is_small[dst]
         sides = np.bincount(src[clear], minlength=n)  # neighbours across a clearly fainter line
         across &= ~lone[src] | (sides[src] >= 2) | is_thin[dst]
+        # Nor does a thin region join a wide neighbour across a line as dark as that neighbour's outline (the
+        # mean of its lines to other wide groups): a strand beside a face drawn with the same soft line, a
+        # strip beside a shape inside the hatching. Pieces of broken hatching (PIECE_WIDTHS) are exempt.
+        wide = ~is_thin[dst] & ~is_small[dst]
+        outline = np.bincount(src[wide], weights=dark2[wide], minlength=n) \
+            / np.maximum(np.bincount(src[wide], weights=inked2[wide], minlength=n), 1)
+        across &= is_thin[dst] | (mean_dark <= FAINT_SHARE * outline[dst]) | (widest[dst] <= PIECE_WIDTHS * thin)
         join_src, join_dst = np.concatenate([s_src[first], src[across]]), np.concatenate([s_dst[first], dst[across]])
         if not len(join_src):  # the small and thin pieces are settled: the groups either side of hatching
             band &= ~is_small[lo] & ~is_small[hi] & ~is_thin[lo] & ~is_thin[hi]
