@@ -277,8 +277,9 @@ def merge_small(labels: np.ndarray, ink_dark: np.ndarray, size: np.ndarray, limi
         sides = np.bincount(src[clear], minlength=n)  # neighbours across a clearly fainter line
         across &= ~lone[src] | (sides[src] >= 2) | is_thin[dst]
         # Nor does a thin region join a wide neighbour across a line as dark as that neighbour's outline (the
-        # mean of its lines to other wide groups): a strand beside a face drawn with the same soft line, a
-        # strip beside a shape inside the hatching. Pieces of broken hatching (PIECE_WIDTHS) are exempt.
+        # mean of its lines to other wide groups; 0 for a shape with strips all round, inside hatching): a
+        # strand beside a face drawn with the same soft line, a strip beside a shape inside the hatching.
+        # Pieces of broken hatching (up to PIECE_WIDTHS strip widths wide) are exempt.
         wide = ~is_thin[dst] & ~is_small[dst]
         outline = np.bincount(src[wide], weights=dark2[wide], minlength=n) \
             / np.maximum(np.bincount(src[wide], weights=inked2[wide], minlength=n), 1)
