@@ -100,8 +100,8 @@ MERGE_ROUNDS = 16  # a small piece merged into a small piece goes on merging
 FAINT_STEP = 32  # lines whose darkness differs by less than this count as equally faint
 INKED_SHARE = 0.5  # a border is a line where this share of it has ink on a side (else it is a closed gap)
 FAINT_SHARE = 0.7  # a thin region merges only across a line this much fainter than its darkest border
-# (and than the outline of a wide neighbour, unless that one is at most PIECE_WIDTHS thin widths wide)
-PIECE_WIDTHS = 2.0
+# (and than a wide neighbour's outline) ...
+PIECE_WIDTHS = 2.0  # ... where that neighbour is wider than this many thin widths (narrower: broken hatching)
 HATCH_BORDER = 0.5  # two larger groups merge across a line under this share of each one's border ...
 BAND_SHARE = 0.5  # ... and at most this share as dark as the rest of their lines, on average
 FAINT_SPREAD, FAINT_SLACK = 1.1, 4  # ... and about as faint as its faintest: up to 1.1 x that + 4
