@@ -665,15 +665,16 @@ def test_pipeline_segments_the_line_art_as_sent(tiny_checkpoint):
 
 # ----------------------------------------------------------------------------- real anime faces (issue 20)
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "anime-faces-256"
+THUMBNAILS = FACES.with_name("anime-faces-96")
 
 
-def _faces() -> Path:
-    if not FACES.is_dir():
-        message = f"{FACES} is missing: the shared anime faces (see ../shared/data/README.md)"
+def _faces(folder: Path = FACES) -> Path:
+    if not folder.is_dir():
+        message = f"{folder} is missing: the shared anime faces (see ../shared/data/README.md)"
         if os.environ.get("CI") == "true":
             pytest.fail(message + " (CI=true: this must be set up)")
         pytest.skip(message)
-    return FACES
+    return folder
 
 
 def _assert_face_goals(path: Path, extractor: str) -> None:
@@ -700,6 +701,18 @@ def test_small_parts_of_a_small_face_are_not_hatching(extractor, name):
     # across their faint lines until hair, face and background were a few regions: these five faces
     # missed a goal (the largest region over 60% or under 20 regions); a strip is now up to 2 line widths.
     _assert_face_goals(_faces() / f"{name}.jpg", extractor)
+
+
+@pytest.mark.parametrize("extractor, name", [("highpass", "10109"), ("highpass", "10452"), ("highpass", "1043"),
+                                             ("dilate", "10048"), ("dilate", "10261")])
+def test_strips_of_a_thumbnail_are_narrower(extractor, name):
+    # On a 96 px face the eyes, strands and collar are a few px wide: with the thin width of a larger canvas
+    # they were all "strips" of hatching and merged away, and these faces kept 11-19 regions. The thin width
+    # now shrinks with a canvas under 192 px, and each keeps its eyes apart (24 regions or more).
+    from training.regions_check import face_line_art, region_stats
+
+    share, regions = region_stats(segment(face_line_art(_faces(THUMBNAILS) / f"{name}.jpg", extractor)))
+    assert share <= 0.55 and regions >= 24, (name, extractor, share, regions)
 
 
 @pytest.mark.parametrize("name", ["2859", "2064", "3029", "2023"])

@@ -1,8 +1,8 @@
 """How the flats' regions hold on real drawings: figures on the shared anime faces, and the README's picture.
 
-`python -m training.regions_check faces ../shared/data/anime-faces-256` makes line art from every face
-(`--count N`: the first N) with the project's classical extractors (training/extract.py, default
-parameters) and reports, per extractor, the largest region's share of the canvas and the number of regions
+`python -m training.regions_check faces ../shared/data/anime-faces-256` (or `anime-faces-96`, the 96 px
+thumbnails) makes line art from every face (`--count N`: the first N) with the project's classical
+extractors (training/extract.py, default parameters) and reports, per extractor, the largest region's share of the canvas and the number of regions
 (the goals: no region over 60% of the canvas, at least 20 regions). The faces are training and evaluation
 input only: nothing made from them is written anywhere.
 
@@ -58,6 +58,8 @@ def measure_faces(folder: Path, count: int | None, extractors: tuple[str, ...] =
         out[name] = {"pictures": len(files), "largest_share_max": float(shares.max()),
                      "largest_share_median": float(np.median(shares)), "regions_min": int(counts.min()),
                      "regions_median": float(np.median(counts)), "failing": int(failing.sum()),
+                     "over_share": int((shares > MAX_SHARE).sum()),
+                     "under_count": int((counts < MIN_REGIONS).sum()),
                      "failing_files": [files[i].name for i in np.flatnonzero(failing)]}
     return out
 
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in measure_faces(args.folder, args.count, extractors).items():
         print(f"{name:9s} {r['pictures']} pictures: largest region {r['largest_share_median']:.0%} median, "
               f"{r['largest_share_max']:.0%} at most; regions {r['regions_median']:.0f} median, {r['regions_min']} "
-              f"at least; {r['failing']} miss a goal (> {MAX_SHARE:.0%} or < {MIN_REGIONS} regions)"
+              f"at least; {r['failing']} miss a goal ({r['over_share']} > {MAX_SHARE:.0%}, {r['under_count']} < "
+              f"{MIN_REGIONS} regions)"
               + (f": {' '.join(r['failing_files'][:SHOW_FILES])}" if r["failing"] else "")
               + (f" and {r['failing'] - SHOW_FILES} more" if r["failing"] > SHOW_FILES else ""))
     return 0

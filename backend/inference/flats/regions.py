@@ -54,6 +54,9 @@ THIN_PER_LINE_WIDTH = 1.0  # ... is thin (the strips between hatching strokes: s
 # hatching 4-8 px apart leaves strips up to 8 px wide, while wider made the eyes and strands of a small face
 # with soft lines "strips" too (docs/performance.md, "the thin rule narrowed")
 THIN_SHARE = 0.05  # ... while under this share of the canvas
+THIN_FULL_SIDE = 192  # ... on a canvas this big or bigger; on a smaller one both shrink with it: a 96 px
+# thumbnail is drawn 2x smaller, and at full size its eyes, strands and collar were all "strips" that merged
+# away (docs/performance.md, "thumbnails")
 
 
 def auto_gap(width: float, height: int, canvas_width: int) -> int:
@@ -281,7 +284,7 @@ def segment(line: np.ndarray, config: FlatsConfig = FlatsConfig(), ink: Ink | No
     small = max(config.min_region, round(SMALL_SHARE * H * W))
     limit = np.where(radius > 0, small, SLIVER_FACTOR * small)
     limit[0] = 0
-    thin = max(THIN_RADIUS, THIN_PER_LINE_WIDTH * ink.width)
+    thin = max(THIN_RADIUS, THIN_PER_LINE_WIDTH * ink.width) * min(1.0, max(H, W) / THIN_FULL_SIDE)
     ink_dark = cv2.bitwise_and(ink.dark, ink.mask.view(np.uint8) * np.uint8(255))
     table = merge_small(labels, ink_dark, size, limit, inradius, thin, THIN_SHARE * H * W)
     # Numbering: from the largest region down, so that plan_votes() finds the small regions' pixels, which
