@@ -2,8 +2,8 @@
 
 `python -m training.regions_check faces ../shared/data/anime-faces-256` (or `anime-faces-96`, the 96 px
 thumbnails) makes line art from every face (`--count N`: the first N) with the project's classical
-extractors (training/extract.py, default parameters) and reports, per extractor, the largest region's share of the canvas and the number of regions
-(the goals: no region over 60% of the canvas, at least 20 regions). The faces are training and evaluation
+extractors (training/extract.py, default parameters) and reports, per extractor, the largest region's share
+of the canvas and the number of regions (the goals: no region over 60% of the canvas, at least 20 regions). The faces are training and evaluation
 input only: nothing made from them is written anywhere.
 
 `python -m training.regions_check sketches --size 512 --seeds 0-191` measures the regions against the drawn
@@ -54,12 +54,12 @@ def measure_faces(folder: Path, count: int | None, extractors: tuple[str, ...] =
     for name in extractors:
         shares, counts = zip(*(region_stats(segment(face_line_art(f, name))) for f in files))
         shares, counts = np.array(shares), np.array(counts)
-        failing = (shares > MAX_SHARE) | (counts < MIN_REGIONS)
+        over, under = shares > MAX_SHARE, counts < MIN_REGIONS
+        failing = over | under
         out[name] = {"pictures": len(files), "largest_share_max": float(shares.max()),
                      "largest_share_median": float(np.median(shares)), "regions_min": int(counts.min()),
                      "regions_median": float(np.median(counts)), "failing": int(failing.sum()),
-                     "over_share": int((shares > MAX_SHARE).sum()),
-                     "under_count": int((counts < MIN_REGIONS).sum()),
+                     "over_share": int(over.sum()), "under_count": int(under.sum()),
                      "failing_files": [files[i].name for i in np.flatnonzero(failing)]}
     return out
 
