@@ -146,6 +146,20 @@ def test_extractors_draw_edges_between_colours_of_equal_lightness():
         np.testing.assert_array_equal(fn(np.repeat(grey[..., None], 3, 2)), fn(grey, per_channel=False))
 
 
+def test_extractors_draw_edges_between_dark_colours():
+    # Black hair against a night-blue sky, beside a light face: a small step in the picture's values, which
+    # dilate-and-diff drew only as a grey smudge; drawn on the square root too (with_darks), it is ink.
+    img = np.full((96, 96, 3), 0.9, np.float32)
+    img[:, 48:] = 0.02  # black hair ...
+    img[:, 72:] = (0.08, 0.10, 0.22)  # ... against a night-blue sky
+    edge = (slice(8, 88), slice(68, 76))
+    assert extract.dilate_diff(img)[edge].min(axis=1).max() < 0.3  # ink all along
+    assert extract.dilate_diff(img, darks=False)[edge].min(axis=1).max() > 0.4
+    for fn in (extract.xdog, extract.highpass, extract.dilate_diff):  # the flat areas stay paper
+        line = fn(img)
+        assert line[8:88, 4:16].min() > 0.9 and line[8:88, 82:92].min() > 0.9
+
+
 def test_folder_data_skips_corrupt_files_and_pairs_lines(art):
     with pytest.warns(UserWarning, match="broken.png"):
         items, skipped = _folder_items(art)
