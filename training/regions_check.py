@@ -3,8 +3,8 @@
 `python -m training.regions_check faces ../shared/data/anime-faces-256` (or `anime-faces-96`, the 96 px
 thumbnails) makes line art from every face (`--count N`: the first N) with the project's classical
 extractors (training/extract.py, default parameters) and reports, per extractor, the largest region's share
-of the canvas and the number of regions (the goals: no region over 60% of the canvas, at least 20 regions). The faces are training and evaluation
-input only: nothing made from them is written anywhere.
+of the canvas and the number of regions (the goals: no region over 60% of the canvas, at least 20
+regions). The faces are training and evaluation input only: nothing made from them is written anywhere.
 
 `python -m training.regions_check sketches --size 512 --seeds 0-191` measures the regions against the drawn
 shapes of procedural sketches (training/sketches.py, hatched; ink on transparent for odd seeds, as in the
